@@ -1,0 +1,314 @@
+"""The Devin API client: one request per (target, window), retried by what went wrong.
+
+All network I/O goes through the `httpx.Client` handed in, so tests point it at the simulator
+over real HTTP. Tokens live only in `Credentials`, whose repr shows none of them; every
+message built here is scrubbed of them too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from collector import __version__
+from collector.config import Config, resolve_token
+from collector.errors import (
+    ApiError,
+    AuthenticationError,
+    CollectorError,
+    NetworkError,
+    OrgNotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServerError,
+    TransientApiError,
+)
+from collector.payload import Fetched, parse_body
+from collector.targets import Target
+from collector.throttle import Clock, RateLimiter, RetryPolicy, Sleep, parse_retry_after
+from collector.windows import Window, parse_duration
+
+#: Called once per HTTP attempt with the org id and an outcome label ("200", "429",
+#: "timeout", "network", ...); the daemon's metrics hang off it.
+AttemptHook = Callable[[str, str], None]
+
+
+class Credentials:
+    """Tokens by org id. Its repr and str name how many, never which."""
+
+    __slots__ = ("_by_org",)
+
+    def __init__(self, by_org: Mapping[str, str]) -> None:
+        self._by_org = dict(by_org)
+
+    def __repr__(self) -> str:
+        return f"Credentials(<{len(set(self._by_org.values()))} token(s) hidden>)"
+
+    __str__ = __repr__
+
+    def token(self, org_id: str) -> str:
+        try:
+            return self._by_org[org_id]
+        except KeyError:
+            raise CollectorError(f"no token was loaded for org {org_id!r}") from None
+
+    def distinct(self) -> set[str]:
+        return set(self._by_org.values())
+
+    def scrub(self, text: str) -> str:
+        for token in self._by_org.values():
+            if token:
+                text = text.replace(token, "***")
+        return text
+
+
+class DevinClient:
+    """Fetches session metrics with retries, a per-token rate limit and a concurrency cap."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        credentials: Credentials,
+        *,
+        policy: RetryPolicy | None = None,
+        rate_limit: float = 5.0,
+        concurrency: int = 4,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        on_attempt: AttemptHook | None = None,
+    ) -> None:
+        self._http = http
+        self._credentials = credentials
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._on_attempt = on_attempt
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._limiters = {
+            token: RateLimiter(rate_limit, clock=monotonic, sleep=sleep)
+            for token in credentials.distinct()
+        }
+
+    def __repr__(self) -> str:
+        return f"DevinClient(base_url={str(self._http.base_url)!r}, {self._credentials!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DevinClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, target: Target, window: Window, *, deadline: float | None = None) -> Fetched:
+        """Fetch `target` over `window`, retrying transient failures.
+
+        `deadline` is a `monotonic` instant after which no new attempt or wait starts.
+        Raises a subclass of `ApiError`; see `collector.errors` for which to retry.
+        """
+        token = self._credentials.token(target.org_id)
+        limiter = self._limiters[token]
+        attempt = 0
+        while True:
+            attempt += 1
+            self._wait_for_limiter(limiter, target, window, deadline)
+            try:
+                return self._attempt(target, window, token, attempt)
+            except TransientApiError as exc:
+                retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+                if retry_after is not None:
+                    limiter.block_for(retry_after)
+                    if retry_after > self._policy.retry_after_cap:
+                        raise RateLimitedError(
+                            f"{target} {window}: the API asks to wait {retry_after:.0f}s, "
+                            f"longer than retry_after_cap ({self._policy.retry_after_cap:.0f}s); "
+                            "the window stays due for a later run",
+                            org_id=target.org_id,
+                            retry_after=retry_after,
+                        ) from None
+                if attempt >= self._policy.max_attempts:
+                    exc.attempts = attempt
+                    raise
+                delay = self._policy.delay(attempt, retry_after)
+                if deadline is not None and self._monotonic() + delay > deadline:
+                    raise
+                self._sleep(delay)
+
+    def _wait_for_limiter(
+        self, limiter: RateLimiter, target: Target, window: Window, deadline: float | None
+    ) -> None:
+        blocked = limiter.blocked_for()
+        if blocked > self._policy.retry_after_cap:
+            raise RateLimitedError(
+                f"{target} {window}: the API asked this token to wait another {blocked:.0f}s; "
+                "the window stays due for a later run",
+                org_id=target.org_id,
+                retry_after=blocked,
+            )
+        if deadline is not None and self._monotonic() + blocked > deadline:
+            raise RateLimitedError(
+                f"{target} {window}: the run's deadline comes before the rate limit allows "
+                "another request; the window stays due",
+                org_id=target.org_id,
+            )
+        limiter.acquire()
+
+    def _attempt(self, target: Target, window: Window, token: str, attempt: int) -> Fetched:
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("time_after", window.start),
+            ("time_before", window.end),
+            *target.params(),
+        ]
+        url = f"/v3/organizations/{target.org_id}/metrics/sessions"
+        try:
+            with self._slots:
+                response = self._http.get(
+                    url, params=params, headers={"Authorization": f"Bearer {token}"}
+                )
+        except httpx.TimeoutException as exc:
+            self._note(target, "timeout")
+            raise NetworkError(
+                f"{target} {window}: the API did not answer in time ({type(exc).__name__})",
+                org_id=target.org_id,
+            ) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            self._note(target, "network")
+            raise NetworkError(
+                self._credentials.scrub(
+                    f"{target} {window}: network error ({type(exc).__name__}: {exc})"
+                ),
+                org_id=target.org_id,
+            ) from None
+        status = response.status_code
+        self._note(target, str(status))
+        if status == 200:
+            metrics, raw = parse_body(response.content, org_id=target.org_id)
+            return Fetched(metrics, raw, self._clock(), attempt)
+        raise self._status_error(target, window, response)
+
+    def _note(self, target: Target, outcome: str) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(target.org_id, outcome)
+
+    def _status_error(
+        self, target: Target, window: Window, response: httpx.Response
+    ) -> ApiError:
+        status = response.status_code
+        detail = self._credentials.scrub(_problem_detail(response.content))
+        org = target.org_id
+        where = f"{target} {window}"
+        if status == 401:
+            return AuthenticationError(
+                f"org {org}: the API rejected the token (401{detail}). Check that the "
+                "token's environment variable holds a valid, unexpired service-user token",
+                org_id=org,
+                status=status,
+            )
+        if status == 403:
+            return PermissionDeniedError(
+                f"org {org}: the token may not read this org's metrics (403{detail}). Give its "
+                "service user the ViewOrgMetrics permission in this org",
+                org_id=org,
+                status=status,
+            )
+        if status == 404:
+            return OrgNotFoundError(
+                f"org {org}: the API does not know this organization (404{detail}). Check the "
+                "org id in the configuration and [api].base_url",
+                org_id=org,
+                status=status,
+            )
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+            return RateLimitedError(
+                f"{where}: rate limited by the API (429)", org_id=org, retry_after=retry_after
+            )
+        if status >= 500 or status == 408:
+            return ServerError(
+                f"{where}: the API failed with {status}{detail}", org_id=org, status=status
+            )
+        return RequestRejectedError(
+            f"{where}: the API rejected the request with {status}{detail}. This is a bug in "
+            "the collector or a change in the API: please report it with this message",
+            org_id=org,
+            status=status,
+        )
+
+
+def _problem_detail(body: bytes, limit: int = 300) -> str:
+    """A short, printable summary of an error body: RFC 9457 detail or 422 detail list."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ""
+    text = ""
+    if isinstance(data, dict):
+        detail = data.get("detail")
+        if isinstance(detail, str):
+            text = detail
+        elif isinstance(detail, list):
+            text = "; ".join(
+                f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg', '')}"
+                for item in detail
+                if isinstance(item, dict)
+            )
+        elif isinstance(data.get("title"), str):
+            text = data["title"]
+    text = " ".join(text.split())[:limit]
+    return f": {text}" if text else ""
+
+
+def make_http_client(
+    config: Config, *, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    api = config.api
+    timeout = httpx.Timeout(
+        parse_duration(api.timeout), connect=parse_duration(api.connect_timeout)
+    )
+    return httpx.Client(
+        base_url=api.base_url,
+        timeout=timeout,
+        limits=httpx.Limits(
+            max_connections=api.concurrency, max_keepalive_connections=api.concurrency
+        ),
+        headers={"User-Agent": f"collector/{__version__}", "Accept": "application/json"},
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+def make_client(
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    org_ids: tuple[str, ...] = (),
+    policy: RetryPolicy | None = None,
+    concurrency: int | None = None,
+    on_attempt: AttemptHook | None = None,
+) -> DevinClient:
+    """The client for `config`, with a token read from `env` for each org (or those named)."""
+    orgs = [o for o in config.orgs if not org_ids or o.id in org_ids]
+    credentials = Credentials({org.id: resolve_token(config, org, env) for org in orgs})
+    api = config.api
+    return DevinClient(
+        make_http_client(config),
+        credentials,
+        policy=policy
+        or RetryPolicy(
+            max_attempts=api.max_attempts,
+            backoff_base=api.backoff_base,
+            backoff_max=api.backoff_max,
+            retry_after_cap=api.retry_after_cap,
+        ),
+        rate_limit=api.rate_limit,
+        concurrency=concurrency or api.concurrency,
+        on_attempt=on_attempt,
+    )

@@ -1,0 +1,154 @@
+"""The collection step: fetch (target, window) pairs, then store the outcomes.
+
+The daemon, `collect` and `backfill` all call `run_collection`; they differ only in which
+pairs they hand it. Fetches run on a bounded thread pool (the client enforces the rate
+limit); outcomes are written by the calling thread in batches, each batch one transaction.
+The plan is consumed lazily, so a plan of millions of windows costs no memory up front.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from collector.client import DevinClient
+from collector.config import Config
+from collector.errors import AccessError, ApiError, StorageError
+from collector.planner import after_success
+from collector.records import Collected, Failed, Outcome
+from collector.store import Store
+from collector.targets import Target
+from collector.throttle import Clock
+from collector.windows import Window, parse_duration
+
+log = logging.getLogger("collector.collect")
+
+Work = tuple[Target, Window]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How outcomes are scheduled: ages at which closed windows are fetched again, and how
+    long an org whose token or id is wrong rests before it is tried again (seconds)."""
+
+    repoll_ages: Sequence[int] = ()
+    access_error_backoff: int = 3600
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        schedule = config.schedule
+        return cls(
+            repoll_ages=tuple(parse_duration(a) for a in schedule.repoll_ages),
+            access_error_backoff=parse_duration(schedule.access_error_backoff),
+        )
+
+
+@dataclass
+class Report:
+    """What a run did: counts, and every failure with its reason."""
+
+    collected: int = 0
+    failed: list[Failed] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def duration(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, Failed):
+                self.failed.append(outcome)
+            else:
+                self.collected += 1
+
+
+def run_collection(
+    client: DevinClient,
+    store: Store,
+    work: Iterable[Work],
+    *,
+    policy: Policy,
+    clock: Clock = time.time,
+    concurrency: int = 4,
+    batch_size: int = 50,
+    deadline: float | None = None,
+    on_saved: Callable[[Sequence[Outcome]], None] | None = None,
+) -> Report:
+    """Fetch every pair of `work` and store what came back. Never raises for one window.
+
+    `deadline` is a `time.monotonic` instant: pairs not started by then are left for a later
+    run (they stay due in the ledger) and are not reported as failures.
+    """
+    report = Report()
+    blocked: dict[str, AccessError] = {}
+    pending: list[Outcome] = []
+
+    def fetch(target: Target, window: Window) -> Outcome:
+        known = blocked.get(target.org_id)
+        if known is not None:
+            return _failed(target, window, known, clock(), policy)
+        try:
+            fetched = client.fetch(target, window, deadline=deadline)
+        except ApiError as exc:
+            if isinstance(exc, AccessError):
+                blocked.setdefault(target.org_id, exc)
+            return _failed(target, window, exc, clock(), policy)
+        next_due, settled = after_success(window, fetched.fetched_at, policy.repoll_ages)
+        return Collected(target, window, fetched, next_due, settled)
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = pending.copy()
+        pending.clear()
+        try:
+            store.save(batch)
+        except StorageError as exc:
+            log.error("%s", exc)
+            batch = [_unsaved(o, exc, clock()) for o in batch]
+        report.add(batch)
+        if on_saved is not None:
+            on_saved(batch)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
+        in_flight: set[Future[Outcome]] = set()
+        for target, window in _until(work, deadline):
+            in_flight.add(pool.submit(fetch, target, window))
+            if len(in_flight) >= concurrency * 2:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                pending.extend(f.result() for f in done)
+                if len(pending) >= batch_size:
+                    flush()
+        for future in in_flight:
+            pending.append(future.result())
+    flush()
+    report.finished = time.monotonic()
+    return report
+
+
+def _until(work: Iterable[Work], deadline: float | None) -> Iterator[Work]:
+    for item in work:
+        if deadline is not None and time.monotonic() >= deadline:
+            log.warning("run deadline reached; the remaining windows stay due")
+            return
+        yield item
+
+
+def _failed(target: Target, window: Window, exc: ApiError, now: float, policy: Policy) -> Failed:
+    retry_at = int(now) + (policy.access_error_backoff if isinstance(exc, AccessError) else 0)
+    return Failed(target, window, str(exc), now, retry_at, exc.attempts)
+
+
+def _unsaved(outcome: Outcome, exc: StorageError, now: float) -> Failed:
+    if isinstance(outcome, Failed):
+        return outcome
+    return Failed(outcome.target, outcome.window, str(exc), now, int(now))

@@ -1,0 +1,288 @@
+"""The configuration file: TOML, validated by pydantic, loaded once and passed down.
+
+Tokens are never read from the file: each org names the environment variable that holds its
+token, and `resolve_token` reads it when a client is built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from collector.errors import ConfigError
+from collector.windows import parse_duration, parse_window_size
+
+DEFAULT_CONFIG_PATH = Path("collector.toml")
+CONFIG_ENV = "COLLECTOR_CONFIG"
+DATABASE_URL_ENV = "COLLECTOR_DATABASE_URL"
+ALL_SEGMENT = "all"
+
+_ORG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///collector.db"
+    busy_timeout: Duration = "30s"
+
+
+class ApiConfig(_Section):
+    base_url: str = "https://api.devin.ai"
+    token_env: EnvName = "DEVIN_API_TOKEN"  # noqa: S105 (a variable's name, not a secret)
+    timeout: Duration = "30s"
+    connect_timeout: Duration = "10s"
+    rate_limit: float = Field(default=5.0, gt=0, description="requests per second per token")
+    concurrency: int = Field(default=4, ge=1, le=256)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    backoff_base: float = Field(default=0.5, gt=0, description="seconds before the 1st retry")
+    backoff_max: float = Field(default=30.0, gt=0, description="longest wait between attempts")
+    retry_after_cap: float = Field(default=120.0, gt=0, description="longest Retry-After obeyed")
+    allow_insecure_http: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL like https://api.devin.ai")
+        if parts.query or parts.fragment:
+            raise ValueError("the base URL takes no query string or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_cleartext(self) -> ApiConfig:
+        parts = urlsplit(self.base_url)
+        cleartext = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        if cleartext and not self.allow_insecure_http:
+            raise ValueError(
+                f"base_url {self.base_url!r} is plain http to a host that is not loopback: "
+                "the token would travel in clear. Use https, or set "
+                "allow_insecure_http = true if you really mean it"
+            )
+        return self
+
+
+class WindowsConfig(_Section):
+    size: str = "1h"
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_window_size(value)
+        return value
+
+    @property
+    def seconds(self) -> int:
+        return parse_window_size(self.size)
+
+
+class ScheduleConfig(_Section):
+    interval: Duration = "15m"
+    repoll_ages: list[Duration] = Field(default_factory=lambda: ["1h", "6h", "1d", "3d", "7d"])
+    catchup_horizon: Duration = "7d"
+    jitter: Duration = "30s"
+    run_deadline: Duration | None = None
+    access_error_backoff: Duration = "1h"
+
+    @field_validator("repoll_ages")
+    @classmethod
+    def _ascending(cls, value: list[str]) -> list[str]:
+        seconds = [parse_duration(v) for v in value]
+        if seconds != sorted(set(seconds)):
+            raise ValueError("repoll_ages must be strictly increasing, like [\"1h\", \"1d\"]")
+        return value
+
+
+class LoggingConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class MetricsConfig(_Section):
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class SegmentConfig(_Section):
+    name: str
+    user_ids: list[str] = Field(default_factory=list)
+    service_user_ids: list[str] = Field(default_factory=list)
+    playbook_id: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} may hold only letters, digits, '_', '-' and '.'")
+        if value == ALL_SEGMENT:
+            raise ValueError(f"{ALL_SEGMENT!r} is reserved for the whole organization")
+        return value
+
+    @model_validator(mode="after")
+    def _has_filter(self) -> SegmentConfig:
+        if not (self.user_ids or self.service_user_ids or self.playbook_id):
+            raise ValueError(
+                f"segment {self.name!r} needs user_ids, service_user_ids or playbook_id"
+            )
+        return self
+
+
+class OrgConfig(_Section):
+    id: str
+    name: str | None = None
+    token_env: EnvName | None = None
+    segments: list[SegmentConfig] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ORG_ID.match(value) or ".." in value:
+            raise ValueError(
+                f"{value!r} is not an organization id: use the id shown by Devin, like org-abc123"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_segments(self) -> OrgConfig:
+        names = [s.name for s in self.segments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"segment names repeat in org {self.id!r}: {', '.join(duplicates)}")
+        return self
+
+
+class Config(_Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    orgs: list[OrgConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_orgs(self) -> Config:
+        ids = [o.id for o in self.orgs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"org ids repeat: {', '.join(duplicates)}")
+        return self
+
+    def org(self, org_id: str) -> OrgConfig:
+        for org in self.orgs:
+            if org.id == org_id:
+                return org
+        raise ConfigError(f"org {org_id!r} is not in the configuration")
+
+    def token_env_for(self, org: OrgConfig) -> str:
+        return org.token_env or self.api.token_env
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """Where the configuration is read from: the flag, else $COLLECTOR_CONFIG, else ./."""
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path, env: Mapping[str, str]) -> Config:
+    """Read and validate `path`; `env` may override the database URL."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found. Copy config.example.toml to {path} "
+            "and edit it, or pass --config PATH"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, env, source=str(path))
+
+
+def parse_config(data: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
+    """Validate already-parsed TOML data; errors name `source`, the key and the problem."""
+    override = env.get(DATABASE_URL_ENV)
+    if override:
+        database = dict(data.get("database") or {})
+        database["url"] = override
+        data = {**data, "database": database}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for error in exc.errors(include_url=False, include_input=False):
+        key = ""
+        for part in error["loc"]:
+            key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against config.example.toml)"
+        lines.append(f"  {key or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def resolve_token(config: Config, org: OrgConfig, env: Mapping[str, str]) -> str:
+    """The token for `org`, read from the environment variable the config names."""
+    name = config.token_env_for(org)
+    token = env.get(name, "").strip()
+    if not token:
+        raise ConfigError(
+            f"no API token for org {org.id!r}: set the environment variable {name} "
+            "to a Devin service-user token (cog_...)"
+        )
+    return token

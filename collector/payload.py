@@ -1,0 +1,104 @@
+"""The session-metrics response, as the published schema describes it. Pure.
+
+Counts are strict: a count that is missing, null, negative, fractional, a string or a boolean
+rejects the whole response. Bucket keys the schema lists default to 0 when absent; bucket keys
+it does not list (a new origin or size) are kept, so they reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from collector.errors import InvalidPayloadError, MalformedResponseError
+
+ORIGINS: tuple[str, ...] = (
+    "api", "automation", "code_scan", "desktop", "jira", "linear", "slack", "teams", "webapp",
+)
+SIZES: tuple[str, ...] = ("xs", "s", "m", "l", "xl")
+
+Count = Annotated[int, Field(strict=True, ge=0)]
+Buckets = dict[str, Count]
+
+
+def _with_defaults(value: Buckets, keys: tuple[str, ...]) -> Buckets:
+    return {key: value.get(key, 0) for key in keys} | value
+
+
+class SessionMetrics(BaseModel):
+    """A validated 200 body of ``GET /v3/organizations/{org_id}/metrics/sessions``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sessions_created_count: Count
+    sessions_created_with_playbook_count: Count
+    sessions_created_with_search_count: Count
+    sessions_with_merged_prs_count: Count
+    avg_acus_per_session: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+    sessions_created_by_origin: Buckets
+    sessions_created_by_size: Buckets
+    sessions_with_merged_prs_by_size: Buckets
+
+    @field_validator("sessions_created_by_origin")
+    @classmethod
+    def _origin_defaults(cls, value: Buckets) -> Buckets:
+        return _with_defaults(value, ORIGINS)
+
+    @field_validator("sessions_created_by_size", "sessions_with_merged_prs_by_size")
+    @classmethod
+    def _size_defaults(cls, value: Buckets) -> Buckets:
+        return _with_defaults(value, SIZES)
+
+    @property
+    def total_acus(self) -> float:
+        return self.avg_acus_per_session * self.sessions_created_count
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A validated answer for one target and window, and when it arrived (Unix seconds)."""
+
+    metrics: SessionMetrics
+    raw: dict[str, Any]
+    fetched_at: float
+    attempts: int
+
+
+def parse_body(body: bytes, *, org_id: str) -> tuple[SessionMetrics, dict[str, Any]]:
+    """Decode and validate a 200 body. Returns the model and the raw JSON object.
+
+    Raises `MalformedResponseError` (retryable) when the body is not JSON at all, and
+    `InvalidPayloadError` (not retryable) when it is JSON that breaks the schema.
+    """
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        preview = "empty body" if not body.strip() else f"{len(body)} bytes that are not JSON"
+        raise MalformedResponseError(
+            f"org {org_id}: the API answered 200 with {preview}; will retry",
+            org_id=org_id,
+            status=200,
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidPayloadError(
+            f"org {org_id}: the API answered 200 with a JSON {type(raw).__name__}, "
+            "not an object; nothing was stored",
+            org_id=org_id,
+            status=200,
+        )
+    try:
+        return SessionMetrics.model_validate(raw), raw
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        )
+        raise InvalidPayloadError(
+            f"org {org_id}: the response does not match the session-metrics schema "
+            f"({problems}); nothing was stored",
+            org_id=org_id,
+            status=200,
+        ) from None

@@ -1,0 +1,147 @@
+"""The tables, as typed SQLAlchemy models. Migrations in `migrations/` create them.
+
+Users read the views (see `collector.views` and docs/sql.md), not these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: SQLite keeps timestamps as text in the same shape its own datetime() returns, so that
+#: plain SQL such as ``window_start >= datetime('now', '-1 day')`` compares correctly.
+_SQLITE_DATETIME = sqlite.DATETIME(  # type: ignore[no-untyped-call]
+    storage_format="%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d",
+    regexp=r"(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)",
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime: ``timestamptz`` on PostgreSQL, ISO text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLITE_DATETIME)
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+RawJSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MetricWindow(Base):
+    """One response of the API: an org (or segment) over one window."""
+
+    __tablename__ = "metric_windows"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    sessions_created_count: Mapped[int] = mapped_column(Integer)
+    sessions_created_with_playbook_count: Mapped[int] = mapped_column(Integer)
+    sessions_created_with_search_count: Mapped[int] = mapped_column(Integer)
+    sessions_with_merged_prs_count: Mapped[int] = mapped_column(Integer)
+    avg_acus_per_session: Mapped[float] = mapped_column(Float)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+
+
+_WINDOW_FK = ForeignKeyConstraint(
+    ["org_id", "segment", "window_start"],
+    [MetricWindow.org_id, MetricWindow.segment, MetricWindow.window_start],
+    ondelete="CASCADE",
+)
+
+
+class MetricWindowOrigin(Base):
+    """Sessions created in a window, by origin (one row per origin key the API sent)."""
+
+    __tablename__ = "metric_window_origins"
+    __table_args__ = (_WINDOW_FK,)
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sessions_created_count: Mapped[int] = mapped_column(Integer)
+
+
+class MetricWindowSize(Base):
+    """Sessions created, and with merged PRs, in a window, by size."""
+
+    __tablename__ = "metric_window_sizes"
+    __table_args__ = (_WINDOW_FK.copy(),)
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    size: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sessions_created_count: Mapped[int] = mapped_column(Integer)
+    sessions_with_merged_prs_count: Mapped[int] = mapped_column(Integer)
+
+
+class LedgerEntry(Base):
+    """What is known about collecting one (org, segment, window): the source of truth."""
+
+    __tablename__ = "collection_ledger"
+    __table_args__ = (Index(None, "settled", "next_due_at"),)
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetch_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.config import config_path, load_config, parse_config, resolve_token
+from collector.errors import ConfigError
+
+MINIMAL = '[[orgs]]\nid = "org-abc123"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid() -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    config = load_config(example, {})
+    assert config.orgs[0].id == "org-abc123"
+    assert config.orgs[0].segments[0].user_ids == ["user-1", "user-2"]
+    assert config.windows.seconds == 3600
+    assert config.schedule.repoll_ages == ["1h", "6h", "1d", "3d", "7d"]
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), {})
+    assert config.database.url == "sqlite:///collector.db"
+    assert config.api.base_url == "https://api.devin.ai"
+    assert config.api.token_env == "DEVIN_API_TOKEN"
+    assert config.windows.size == "1h"
+    assert config.schedule.interval == "15m"
+
+
+def test_env_overrides_database_url(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, MINIMAL), {"COLLECTOR_DATABASE_URL": "sqlite:///other.db"}
+    )
+    assert config.database.url == "sqlite:///other.db"
+
+
+def test_config_path_resolution(tmp_path: Path) -> None:
+    assert config_path("x.toml", {"COLLECTOR_CONFIG": "y.toml"}) == Path("x.toml")
+    assert config_path(None, {"COLLECTOR_CONFIG": "y.toml"}) == Path("y.toml")
+    assert config_path(None, {}) == Path("collector.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (MINIMAL + "[windows]\nsize = \"7m\"\n", "windows.size", "does not divide a day"),
+        (MINIMAL + "[windows]\nsizes = \"1h\"\n", "windows.sizes", "unknown key"),
+        (MINIMAL + "[schedule]\ninterval = \"soon\"\n", "schedule.interval", "not a duration"),
+        (MINIMAL + "[schedule]\nrepoll_ages = [\"1d\", \"1h\"]\n", "schedule.repoll_ages",
+         "strictly increasing"),
+        ('[[orgs]]\nid = "org/../etc"\n', "orgs[0].id", "not an organization id"),
+        ('[[orgs]]\nid = "../x"\n', "orgs[0].id", "not an organization id"),
+        ('[[orgs]]\nid = "org-a"\n[[orgs]]\nid = "org-a"\n', "(top level)", "org ids repeat"),
+        ("[api]\nbase_url = \"https://x\"\n", "orgs", "Field required"),
+        (MINIMAL + "[api]\nbase_url = \"http://api.example.com\"\n", "api", "in clear"),
+        (MINIMAL + "[api]\nbase_url = \"ftp://x\"\n", "api.base_url", "not an http(s) URL"),
+        (MINIMAL + "[api]\nrate_limit = 0\n", "api.rate_limit", "greater than 0"),
+        (MINIMAL + "[api]\ntoken_env = \"my token\"\n", "api.token_env",
+         "not an environment variable name"),
+        (MINIMAL + "[[orgs.segments]]\nname = \"x\"\n", "orgs[0].segments[0]",
+         "needs user_ids"),
+        (MINIMAL + "[[orgs.segments]]\nname = \"all\"\nuser_ids=[\"u\"]\n",
+         "orgs[0].segments[0].name", "reserved"),
+        (MINIMAL + "[logging]\nformat = \"xml\"\n", "logging.format", "'text' or 'json'"),
+    ],
+)
+def test_invalid_config_names_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    message = str(info.value)
+    assert str(path) in message
+    assert f"  {key}:" in message
+    assert problem in message
+
+
+def test_insecure_http_allowed_when_explicit_and_loopback_always(tmp_path: Path) -> None:
+    text = MINIMAL + '[api]\nbase_url = "http://api.example.com"\nallow_insecure_http = true\n'
+    assert load_config(write(tmp_path, text), {}).api.base_url == "http://api.example.com"
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:9000"):
+        data = {"api": {"base_url": f"http://{host}/"}, "orgs": [{"id": "org-a"}]}
+        assert parse_config(data, {}, source="t").api.base_url == f"http://{host}"
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"collector.toml: not valid TOML"):
+        load_config(write(tmp_path, "[orgs\n"), {})
+    with pytest.raises(ConfigError, match=r"configuration file not found"):
+        load_config(tmp_path / "nope.toml", {})
+
+
+def test_missing_token_names_org_and_variable(tmp_path: Path) -> None:
+    text = MINIMAL + '[[orgs]]\nid = "org-two"\ntoken_env = "TOKEN_TWO"\n'
+    config = load_config(write(tmp_path, text), {})
+    env = {"DEVIN_API_TOKEN": "cog_one"}
+    assert resolve_token(config, config.orgs[0], env) == "cog_one"
+    with pytest.raises(ConfigError) as info:
+        resolve_token(config, config.orgs[1], env)
+    assert "org-two" in str(info.value)
+    assert "TOKEN_TWO" in str(info.value)
