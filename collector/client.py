@@ -123,22 +123,28 @@ class DevinClient:
             try:
                 return self._attempt(target, window, token, attempt)
             except TransientApiError as exc:
-                retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-                if retry_after is not None:
+                retry_after = exc.retry_after
+                if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
-                    if retry_after > self._policy.retry_after_cap:
-                        raise RateLimitedError(
-                            f"{target} {window}: the API asks to wait {retry_after:.0f}s, "
-                            f"longer than retry_after_cap ({self._policy.retry_after_cap:.0f}s); "
-                            "the window stays due for a later run",
-                            org_id=target.org_id,
-                            retry_after=retry_after,
-                        ) from None
+                    raise RateLimitedError(
+                        f"{target} {window}: the API asks to wait {retry_after:.0f}s, "
+                        f"longer than retry_after_cap ({self._policy.retry_after_cap:.0f}s); "
+                        "the window stays due for a later run",
+                        org_id=target.org_id,
+                        status=exc.status,
+                        retry_after=retry_after,
+                    ) from None
                 if attempt >= self._policy.max_attempts:
                     exc.attempts = attempt
                     raise
                 delay = self._policy.delay(attempt, retry_after)
+                if retry_after is not None:
+                    # Every request on this token waits, not only this one; the limiter
+                    # sleeps when the next attempt asks it for a slot.
+                    limiter.block_for(delay)
+                    continue
                 if deadline is not None and self._monotonic() + delay > deadline:
+                    exc.attempts = attempt
                     raise
                 self._sleep(delay)
 
@@ -226,14 +232,20 @@ class DevinClient:
                 org_id=org,
                 status=status,
             )
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
             return RateLimitedError(
-                f"{where}: rate limited by the API (429)", org_id=org, retry_after=retry_after
+                f"{where}: rate limited by the API (429)",
+                org_id=org,
+                status=status,
+                retry_after=retry_after,
             )
         if status >= 500 or status == 408:
             return ServerError(
-                f"{where}: the API failed with {status}{detail}", org_id=org, status=status
+                f"{where}: the API failed with {status}{detail}",
+                org_id=org,
+                status=status,
+                retry_after=retry_after,
             )
         return RequestRejectedError(
             f"{where}: the API rejected the request with {status}{detail}. This is a bug in "

@@ -33,7 +33,7 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
     token = f"cog_demo_{secrets.token_hex(16)}"
     org_ids = tuple(o["id"] for o in DEMO_ORGS)
     with Simulator(orgs=org_ids, tokens={token: TokenGrant(None)}) as sim:
-        base_url = sim.start()
+        base_url = sim.base_url
         config = parse_config(
             {
                 "database": {"url": f"sqlite:///{Path(database).resolve()}"},

@@ -50,17 +50,25 @@ class ApiError(CollectorError):
 
 
 class TransientApiError(ApiError):
-    """A failure that may go away by itself: retry later."""
+    """A failure that may go away by itself: retry later.
+
+    `retry_after` is the server's wish in seconds (a Retry-After header), when it said one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        org_id: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, org_id=org_id, status=status)
+        self.retry_after = retry_after
 
 
 class RateLimitedError(TransientApiError):
-    """HTTP 429. `retry_after` is the server's wish in seconds, when it said one."""
-
-    def __init__(
-        self, message: str, *, org_id: str = "", retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, org_id=org_id, status=429)
-        self.retry_after = retry_after
+    """HTTP 429, or the client holding a token back because the API asked it to wait."""
 
 
 class ServerError(TransientApiError):

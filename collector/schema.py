@@ -93,18 +93,20 @@ class MetricWindow(Base):
     raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
 
 
-_WINDOW_FK = ForeignKeyConstraint(
-    ["org_id", "segment", "window_start"],
-    [MetricWindow.org_id, MetricWindow.segment, MetricWindow.window_start],
-    ondelete="CASCADE",
-)
+def _window_fk() -> ForeignKeyConstraint:
+    """Bucket rows belong to their window and go when it goes."""
+    return ForeignKeyConstraint(
+        ["org_id", "segment", "window_start"],
+        [MetricWindow.org_id, MetricWindow.segment, MetricWindow.window_start],
+        ondelete="CASCADE",
+    )
 
 
 class MetricWindowOrigin(Base):
     """Sessions created in a window, by origin (one row per origin key the API sent)."""
 
     __tablename__ = "metric_window_origins"
-    __table_args__ = (_WINDOW_FK,)
+    __table_args__ = (_window_fk(),)
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -117,7 +119,7 @@ class MetricWindowSize(Base):
     """Sessions created, and with merged PRs, in a window, by size."""
 
     __tablename__ = "metric_window_sizes"
-    __table_args__ = (_WINDOW_FK.copy(),)
+    __table_args__ = (_window_fk(),)
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -117,7 +117,7 @@ def make_client(sim: Simulator, clock: FakeClock) -> Iterator[Callable[..., Devi
             make_http_client(config),
             Credentials(tokens or {org: TOKEN for org in (*ORGS, "org-gamma", "org-nope")}),
             policy=policy or RetryPolicy(max_attempts=4, backoff_base=0.001, backoff_max=0.01),
-            rate_limit=kwargs.pop("rate_limit", 1000.0),
+            rate_limit=kwargs.pop("rate_limit", 1e6),
             clock=clock,
             sleep=sleep or SleepRecorder(),
             **kwargs,

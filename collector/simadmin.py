@@ -1,0 +1,97 @@
+"""Admin endpoints (``/_sim/...``) of the local API simulator (``collector.simulator``).
+
+No auth, meant for loopback: ``POST/GET/DELETE /_sim/faults``, ``GET/DELETE /_sim/stats``,
+``POST /_sim/clock`` (``{"now": t}`` freezes the clock, ``{"offset": s}`` runs real time
+shifted by ``s``), ``GET /_sim/truth?org_id=...&time_after=...&time_before=...``.
+Admin calls are not recorded in the simulator's stats. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from collector.simfaults import Fault
+from collector.simhttp import HandlerBase, int_or_none, one
+
+__all__ = ["ADMIN_PREFIX", "handle_admin"]
+
+ADMIN_PREFIX = "/_sim/"
+
+
+def handle_admin(h: HandlerBase, method: str, path: str, raw: bytes) -> None:
+    """Answer the admin request ``method path`` (body ``raw``) through ``h``."""
+    sim = h.server.sim
+    try:
+        payload: Any = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        h.problem(400, "request body is not JSON")
+        return
+    route = (method, path.rstrip("/"))
+    if route == ("POST", "/_sim/faults"):
+        items = payload if isinstance(payload, list) else [payload]
+        try:
+            faults = [Fault.from_dict(item) for item in items]
+        except (TypeError, ValueError) as exc:
+            h.problem(400, f"bad fault: {exc}")
+            return
+        sim.inject(*faults)
+        h.send_json(200, {"faults": [f.to_dict() for f in sim._faults.pending()]})
+    elif route == ("GET", "/_sim/faults"):
+        h.send_json(200, {"faults": [f.to_dict() for f in sim._faults.pending()]})
+    elif route == ("DELETE", "/_sim/faults"):
+        sim.clear_faults()
+        h.send_json(200, {"faults": []})
+    elif route == ("GET", "/_sim/stats"):
+        h.send_json(200, {"requests": [r.to_dict() for r in sim.requests]})
+    elif route == ("DELETE", "/_sim/stats"):
+        sim.reset_stats()
+        h.send_json(200, {"requests": []})
+    elif route == ("POST", "/_sim/clock"):
+        _clock(h, payload)
+    elif route == ("GET", "/_sim/truth"):
+        _truth(h)
+    else:
+        h.problem(404, f"no admin route for {method} {path}")
+
+
+def _clock(h: HandlerBase, payload: Any) -> None:
+    sim = h.server.sim
+    try:
+        if isinstance(payload, dict) and payload.get("now") is not None:
+            frozen = float(payload["now"])
+            sim.set_clock(lambda: frozen)
+        elif isinstance(payload, dict) and "offset" in payload:
+            offset = float(payload["offset"] or 0.0)
+            sim.set_clock(lambda: time.time() + offset)
+        else:
+            h.problem(400, 'expected {"now": epoch_seconds} or {"offset": seconds}')
+            return
+    except (TypeError, ValueError):
+        h.problem(400, "clock values must be numbers")
+        return
+    h.send_json(200, {"now": sim.now()})
+
+
+def _truth(h: HandlerBase) -> None:
+    sim = h.server.sim
+    q = parse_qs(urlsplit(h.path).query)
+    org_id = one(q, "org_id")
+    after = int_or_none(one(q, "time_after"))
+    before = int_or_none(one(q, "time_before"))
+    if org_id is None or after is None or before is None:
+        h.problem(400, "org_id, time_after and time_before (integers) are required")
+        return
+    h.send_json(
+        200,
+        sim.truth(
+            org_id,
+            after,
+            before,
+            user_ids=q.get("user_ids"),
+            service_user_ids=q.get("service_user_ids"),
+            playbook_id=one(q, "playbook_id"),
+        ),
+    )

@@ -1,0 +1,155 @@
+"""Request routing and the metrics endpoint of the local API simulator.
+
+:class:`Handler` dispatches ``/_sim/...`` to :mod:`collector.simadmin` and answers
+``GET /v3/organizations/{org_id}/metrics/sessions`` in the check order documented in
+:mod:`collector.simulator`. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from collector.simadmin import ADMIN_PREFIX, handle_admin
+from collector.simfaults import fault_status, perform
+from collector.simhttp import HandlerBase, int_or_none, one
+
+__all__ = ["METRICS_PREFIX", "METRICS_SUFFIX", "Handler"]
+
+METRICS_PREFIX = "/v3/organizations/"
+METRICS_SUFFIX = "/metrics/sessions"
+
+
+class Handler(HandlerBase):
+    # -- verbs --------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._read_body()
+        path = urlsplit(self.path).path
+        if path.startswith(ADMIN_PREFIX):
+            handle_admin(self, "GET", path, b"")
+        else:
+            self._api()
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        self._other("POST")
+
+    def do_DELETE(self) -> None:
+        self._other("DELETE")
+
+    def do_PUT(self) -> None:
+        self._other("PUT")
+
+    def do_PATCH(self) -> None:
+        self._other("PATCH")
+
+    def _other(self, method: str) -> None:
+        body = self._read_body()
+        path = urlsplit(self.path).path
+        if path.startswith(ADMIN_PREFIX):
+            handle_admin(self, method, path, body)
+            return
+        sim = self.server.sim
+        if path.startswith(METRICS_PREFIX) and path.endswith(METRICS_SUFFIX):
+            self.problem(405, f"method {method} not allowed", {"Allow": "GET"})
+            sim._record(None, {}, 405)
+        else:
+            self.problem(404, f"no route for {method} {path}")
+            sim._record(None, {}, 404)
+
+    # -- the API endpoint ---------------------------------------------------------------
+
+    def _api(self) -> None:
+        sim = self.server.sim
+        split = urlsplit(self.path)
+        path = split.path
+        q = parse_qs(split.query, keep_blank_values=True)
+        org_id: str | None = None
+        if path.startswith(METRICS_PREFIX) and path.endswith(METRICS_SUFFIX):
+            middle = path[len(METRICS_PREFIX) : -len(METRICS_SUFFIX)]
+            if middle and "/" not in middle:
+                org_id = middle
+        if org_id is None:
+            sim._record(None, q, 404)
+            self.problem(404, f"no route for GET {path}")
+            return
+
+        def fail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+            sim._record(org_id, q, status)
+            self.problem(status, detail, headers)
+
+        auth = self.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        grant = sim._tokens.get(token) if scheme.lower() == "bearer" and token else None
+        if grant is None:
+            fail(401, "missing, invalid or expired bearer token")
+            return
+        if org_id not in sim._orgs:
+            fail(404, f"organization {org_id} not found")
+            return
+        if not grant.can_view_metrics or (grant.orgs is not None and org_id not in grant.orgs):
+            fail(403, f"token lacks the ViewOrgMetrics permission for organization {org_id}")
+            return
+        errors: list[dict[str, Any]] = []
+        bounds: dict[str, int] = {}
+        for name in ("time_after", "time_before"):
+            raw = one(q, name)
+            value = int_or_none(raw)
+            if raw is None:
+                errors.append(
+                    {"type": "missing", "loc": ["query", name], "msg": "Field required",
+                     "input": None}
+                )  # fmt: skip
+            elif value is None:
+                errors.append(
+                    {"type": "int_parsing", "loc": ["query", name], "input": raw,
+                     "msg": "Input should be a valid integer, unable to parse string as an integer"}
+                )  # fmt: skip
+            else:
+                bounds[name] = value
+        if errors:
+            sim._record(org_id, q, 422)
+            self.send_json(422, {"detail": errors})
+            return
+        after, before = bounds["time_after"], bounds["time_before"]
+        if after >= before:
+            fail(400, "time_after must be earlier than time_before")
+            return
+        if before - after > sim.max_range_days * 86_400:
+            fail(400, f"time range must not exceed {sim.max_range_days} days")
+            return
+        wait = sim._take_token(token)
+        if wait is not None:
+            fail(429, "rate limit exceeded", {"Retry-After": str(wait)})
+            return
+        fault = sim._faults.take(org_id)
+        if sim.latency > 0:
+            time.sleep(sim.latency)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+            fault = None
+
+        def real_body() -> dict[str, Any]:
+            return sim._data.metrics(
+                org_id,
+                after,
+                before,
+                now=int(sim._clock()),
+                user_ids=q.get("user_ids"),
+                service_user_ids=q.get("service_user_ids"),
+                playbook_id=one(q, "playbook_id"),
+            )
+
+        if fault is None:
+            body = real_body()
+            sim._record(org_id, q, 200)
+            self.send_json(200, body)
+        else:
+            sim._record(org_id, q, fault_status(fault))
+            perform(fault, self, real_body)
