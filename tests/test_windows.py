@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from collector.planner import after_success
@@ -19,7 +21,8 @@ from tests.conftest import T0
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("15m", 900), ("6h", 21_600), ("7d", 604_800), (" 2h ", 7200)]
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("6h", 21_600), ("7d", 604_800), (" 2h ", 7200)],
 )
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
@@ -28,7 +31,7 @@ def test_parse_duration(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "15", "m", "1.5h", "-1h", "0m", "1w", "1 hour"])
 def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="duration|longer than zero"):
+    with pytest.raises(ValueError, match=r"duration|longer than zero"):
         parse_duration(text)
 
 
@@ -39,7 +42,7 @@ def test_every_allowed_window_size_tiles_a_day() -> None:
         assert len(day) == DAY // seconds
         assert day[0].start == T0
         assert day[-1].end == T0 + DAY
-        assert all(a.end == b.start for a, b in zip(day, day[1:], strict=False))
+        assert all(a.end == b.start for a, b in itertools.pairwise(day))
 
 
 @pytest.mark.parametrize("size", ["7m", "25m", "5h", "2d", "90s"])
