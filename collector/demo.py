@@ -29,7 +29,10 @@ DEMO_ORGS = ({"id": "org-platform", "name": "Platform"}, {"id": "org-research", 
 
 def run_demo(database: str, days: int, console: Console | None = None) -> int:
     """Run the demo; returns the exit code."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=110)
     token = f"cog_demo_{secrets.token_hex(16)}"
     org_ids = tuple(o["id"] for o in DEMO_ORGS)
     with Simulator(orgs=org_ids, tokens={token: TokenGrant(None)}) as sim:
@@ -101,10 +104,12 @@ def _print_views(engine: Engine, console: Console) -> None:
     table = Table(title="session_metrics_daily")
     for column in ("org", "segment", "day (UTC)", "sessions", "merged PRs", "avg ACUs",
                    "total ACUs", "complete"):
-        table.add_column(column, justify="left" if column in {"org", "segment"} else "right")
+        table.add_column(
+            column, justify="left" if column in {"org", "segment"} else "right", no_wrap=True
+        )
     for org, segment, day, count, merged, avg, total, complete in daily:
         table.add_row(org, segment, str(day), str(count), str(merged), f"{avg:.2f}",
-                      f"{total:.1f}", "yes" if complete else "no (partial day)")
+                      f"{total:.1f}", "yes" if complete else "partial")
     console.print(table)
     by_origin = Table(title="sessions by origin (session_metrics_by_origin, whole orgs)")
     for column in ("org", "origin", "sessions"):
