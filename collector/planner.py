@@ -7,9 +7,10 @@ fetched after its last repoll age is settled at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass
 
-from collector.windows import Window
+from collector.windows import Window, window_at, windows_between
 
 
 def after_success(
@@ -23,3 +24,39 @@ def after_success(
     if fetched_at < window.end:
         return window.end, False
     return None, True
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A window a run should fetch, and since when it has been due (for ordering)."""
+
+    window: Window
+    since: int
+
+
+def plan(
+    now: float,
+    size: int,
+    due: Iterable[Due],
+    known: Set[int],
+    horizon: int,
+) -> list[Window]:
+    """The windows one run fetches for one target, in order.
+
+    - the open window, first, every run;
+    - every window the ledger says is due (`due`, from earlier fetches or failures);
+    - every window inside the catch-up `horizon` that the ledger has never seen (`known`
+      holds the starts of windows it has seen), as due since it closed.
+
+    After the open window, the rest come oldest due first, each once.
+    """
+    current = window_at(now, size)
+    chosen: dict[int, Due] = {}
+    for item in due:
+        if item.window.start != current.start:
+            chosen.setdefault(item.window.start, item)
+    for window in windows_between(now - horizon, current.start, size):
+        if window.start not in known and window.start not in chosen:
+            chosen[window.start] = Due(window, window.end)
+    rest = sorted(chosen.values(), key=lambda d: (d.since, d.window.start))
+    return [current, *(d.window for d in rest)]

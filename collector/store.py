@@ -12,12 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error
 from collector.errors import StorageError
+from collector.planner import Due
 from collector.records import Collected, Failed, Outcome, key, origin_rows, size_rows, window_row
 from collector.schema import LedgerEntry, MetricWindow, MetricWindowOrigin, MetricWindowSize
 from collector.targets import Target
@@ -149,6 +161,31 @@ class Store:
                 settled=lambda ex: LEDGER.c.settled,
             )
         )
+
+    def plan_inputs(self, target: Target, now: float, since: float) -> tuple[list[Due], set[int]]:
+        """What the planner needs for one target: the ledger's due windows, and the starts
+        of every window it knows from `since` on."""
+        c = LEDGER.c
+        stmt = select(c.window_start, c.window_end, c.next_due_at, c.settled).where(
+            c.org_id == target.org_id,
+            c.segment == target.segment,
+            or_(
+                c.window_start >= to_datetime(int(since)),
+                and_(c.settled.is_(False), c.next_due_at <= to_datetime(int(now))),
+            ),
+        )
+        due: list[Due] = []
+        known: set[int] = set()
+        try:
+            with self.engine.connect() as conn:
+                for start, end, next_due, settled in conn.execute(stmt):
+                    window = Window(to_timestamp(start), to_timestamp(end))
+                    known.add(window.start)
+                    if not settled and next_due is not None and to_timestamp(next_due) <= now:
+                        due.append(Due(window, to_timestamp(next_due)))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+        return due, known
 
     def ledger(self, targets: Iterable[Target] = ()) -> list[LedgerState]:
         """Ledger rows, optionally only those of `targets`, oldest window first."""

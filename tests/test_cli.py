@@ -85,7 +85,8 @@ def test_collect_partial_failure_exits_1_and_lists_failures(
     assert result.exit_code == 1
     assert "4 of 6 window(s) collected" in result.output
     assert "2 window(s) failed" in result.output
-    assert "org-beta" in result.output and "401" in result.output
+    assert "org-beta" in result.output
+    assert "401" in result.output
     assert "stay due" in result.output
     assert "cog_expired_token_123" not in result.output
 
@@ -132,7 +133,8 @@ def test_demo_shows_real_rows(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "session_metrics_daily" in proc.stdout
-    assert "org-platform" in proc.stdout and "org-research" in proc.stdout
+    assert "org-platform" in proc.stdout
+    assert "org-research" in proc.stdout
     with sqlite3.connect(database) as conn:
         windows = conn.execute("SELECT COUNT(*) FROM metric_windows").fetchone()[0]
         days = conn.execute("SELECT COUNT(*) FROM session_metrics_daily").fetchone()[0]
