@@ -1,28 +1,34 @@
 """The command line: thin glue from flags to the collector, errors to exit codes.
 
-Exit codes: 0 everything succeeded, 1 some windows failed (each is listed), 2 usage,
-configuration or schema errors.
+Exit codes: 0 everything succeeded, 1 some windows failed (each is listed) or a health check
+failed, 2 usage, configuration or schema errors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from datetime import UTC, datetime
+from typing import NoReturn
 
 import click
 
+from collector import db as dbmod
+from collector.app import open_client, open_engine
 from collector.collect import Policy, Report, run_collection
 from collector.config import Config, config_path, load_config
 from collector.errors import CollectorError, ConfigError, SchemaOutOfDateError
 from collector.logs import configure_logging
+from collector.store import Store
+from collector.targets import targets_from_config
+from collector.windows import due_now, format_duration, parse_duration
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -96,10 +102,8 @@ def db() -> None:
 @pass_context
 def db_upgrade(obj: Context, revision: str) -> None:
     """Create or upgrade the schema to the newest migration."""
-    from collector import db as dbmod
-
     with errors_to_exit_codes():
-        engine = _engine(obj.config())
+        engine = open_engine(obj.config())
         try:
             before = dbmod.current_revision(engine)
             dbmod.upgrade(engine, revision)
@@ -117,10 +121,8 @@ def db_upgrade(obj: Context, revision: str) -> None:
 @pass_context
 def db_downgrade(obj: Context, revision: str) -> None:
     """Downgrade the schema to REVISION ("base" removes everything)."""
-    from collector import db as dbmod
-
     with errors_to_exit_codes():
-        engine = _engine(obj.config())
+        engine = open_engine(obj.config())
         try:
             dbmod.downgrade(engine, revision)
             click.echo(f"database at revision {dbmod.current_revision(engine) or 'base'}")
@@ -132,10 +134,8 @@ def db_downgrade(obj: Context, revision: str) -> None:
 @pass_context
 def db_current(obj: Context) -> None:
     """Print the schema revision of the database and of this collector."""
-    from collector import db as dbmod
-
     with errors_to_exit_codes():
-        engine = _engine(obj.config())
+        engine = open_engine(obj.config())
         try:
             current = dbmod.current_revision(engine)
         finally:
@@ -150,64 +150,125 @@ def db_current(obj: Context) -> None:
 @pass_context
 def collect(obj: Context) -> None:
     """Fetch the current and the previous window for every org and segment, once."""
-    from collector.targets import targets_from_config
-    from collector.windows import due_now
-
     with errors_to_exit_codes():
         config = obj.config()
         now = time.time()
-        targets = targets_from_config(config)
-        work = [(t, w) for t in targets for w in due_now(now, config.windows.seconds)]
-        report = _collect(obj, config, work)
-    _print_report(report, "collect")
+        work = [
+            (target, window)
+            for target in targets_from_config(config)
+            for window in due_now(now, config.windows.seconds)
+        ]
+        engine = open_engine(config)
+        try:
+            dbmod.require_current_schema(engine)
+            with open_client(config, obj.env) as client:
+                report = run_collection(
+                    client,
+                    Store(engine),
+                    work,
+                    policy=Policy.from_config(config),
+                    concurrency=config.api.concurrency,
+                )
+        finally:
+            engine.dispose()
+    print_report(report, "collect")
     sys.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
 
 
-def _engine(config: Config) -> Any:
-    from collector.db import create_engine_for
-    from collector.windows import parse_duration
-
-    return create_engine_for(
-        config.database.url, busy_timeout=parse_duration(config.database.busy_timeout)
-    )
-
-
-def _collect(obj: Context, config: Config, work: list[Any]) -> Report:
-    from collector.client import make_client
-    from collector.db import require_current_schema
-    from collector.logs import register_secrets
-    from collector.store import Store
-
-    org_ids = tuple(sorted({t.org_id for t, _ in work}))
-    client = make_client(config, obj.env, org_ids=org_ids)
-    register_secrets(*(obj.env.get(config.token_env_for(config.org(o)), "") for o in org_ids))
-    engine = _engine(config)
-    try:
-        require_current_schema(engine)
-        with client:
-            return run_collection(
-                client,
-                Store(engine),
-                work,
-                policy=Policy.from_config(config),
-                concurrency=config.api.concurrency,
-            )
-    finally:
-        engine.dispose()
-
-
-def _print_report(report: Report, what: str) -> None:
+def print_report(report: Report, what: str) -> None:
     total = report.collected + len(report.failed)
     click.echo(
         f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.1f}s"
     )
     if report.failed:
         click.echo(f"{len(report.failed)} window(s) failed:", err=True)
-        for failure in report.failed[:50]:
+        for failure in report.failed[:20]:
             click.echo(f"  {failure.target} {failure.window}: {failure.error}", err=True)
-        if len(report.failed) > 50:
-            click.echo(f"  ... and {len(report.failed) - 50} more", err=True)
-        click.echo("They stay due: the next run fetches them again.", err=True)
+        if len(report.failed) > 20:
+            click.echo(f"  ... and {len(report.failed) - 20} more", err=True)
+        click.echo("They stay due: running again fetches them (and only them).", err=True)
+
+
+@main.command()
+@pass_context
+def run(obj: Context) -> None:
+    """Run the daemon: poll every org on [schedule].interval until SIGTERM or SIGINT."""
+    from collector.daemon import Daemon
+    from collector.metrics import Metrics
+
+    with errors_to_exit_codes():
+        config = obj.config()
+        engine = open_engine(config)
+        dbmod.require_current_schema(engine)
+        metrics = Metrics()
+        client = open_client(config, obj.env, on_attempt=metrics.attempt)
+        if config.metrics.port is not None:
+            metrics.serve(config.metrics.host, config.metrics.port)
+        daemon = Daemon(config, client, Store(engine), metrics=metrics)
+        clean = daemon.serve()
+        metrics.close()
+        if not clean:
+            # A run is stuck past the grace period: leave without it. Its transaction was
+            # never committed, so the database rolls it back; the windows stay due.
+            sys.stderr.flush()
+            os._exit(EXIT_OK)
+        client.close()
+        engine.dispose()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--max-age",
+    metavar="DURATION",
+    default=None,
+    help="Exit 1 when an org's last success is older than this (default: 3 x interval).",
+)
+@pass_context
+def status(obj: Context, as_json: bool, max_age: str | None) -> None:
+    """Per org and segment: newest window, staleness, collected, unsettled, missing, failing."""
+    from collector.status import target_status
+
+    with errors_to_exit_codes():
+        config = obj.config()
+        try:
+            limit = parse_duration(max_age) if max_age else 3 * parse_duration(
+                config.schedule.interval
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--max-age: {exc}") from None
+        engine = open_engine(config)
+        try:
+            dbmod.require_current_schema(engine)
+            rows = target_status(
+                engine,
+                targets_from_config(config),
+                now=time.time(),
+                size=config.windows.seconds,
+                horizon=parse_duration(config.schedule.catchup_horizon),
+                max_age=limit,
+            )
+        finally:
+            engine.dispose()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        for r in rows:
+            newest = _when(r.newest_window)
+            age = "never" if r.staleness is None else f"{format_duration(int(r.staleness))} ago"
+            flag = "STALE" if r.stale else "ok"
+            click.echo(
+                f"{flag:5} {r.org_id}/{r.segment}: newest window {newest}, last success {age}; "
+                f"{r.collected} collected, {r.unsettled} unsettled, {r.missing} missing, "
+                f"{r.failing} failing"
+            )
+            for f in r.failing_windows:
+                click.echo(f"      {_when(f.window_start)}: {f.error} ({f.failures}x)")
+    sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
+
+
+def _when(ts: int | None) -> str:
+    return "none" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 @main.command()

@@ -81,12 +81,14 @@ def run_collection(
     concurrency: int = 4,
     batch_size: int = 50,
     deadline: float | None = None,
+    stop: Callable[[], bool] | None = None,
     on_saved: Callable[[Sequence[Outcome]], None] | None = None,
 ) -> Report:
     """Fetch every pair of `work` and store what came back. Never raises for one window.
 
-    `deadline` is a `time.monotonic` instant: pairs not started by then are left for a later
-    run (they stay due in the ledger) and are not reported as failures.
+    `deadline` is a `time.monotonic` instant, and `stop` a flag polled between pairs: pairs
+    not started by then are left for a later run (they stay due in the ledger) and are not
+    reported as failures. Fetches in flight finish and are written before this returns.
     """
     report = Report()
     blocked: dict[str, AccessError] = {}
@@ -121,7 +123,7 @@ def run_collection(
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         in_flight: set[Future[Outcome]] = set()
-        for target, window in _until(work, deadline):
+        for target, window in _until(work, deadline, stop):
             in_flight.add(pool.submit(fetch, target, window))
             if len(in_flight) >= concurrency * 2:
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -135,17 +137,22 @@ def run_collection(
     return report
 
 
-def _until(work: Iterable[Work], deadline: float | None) -> Iterator[Work]:
+def _until(
+    work: Iterable[Work], deadline: float | None, stop: Callable[[], bool] | None
+) -> Iterator[Work]:
     for item in work:
         if deadline is not None and time.monotonic() >= deadline:
             log.warning("run deadline reached; the remaining windows stay due")
+            return
+        if stop is not None and stop():
             return
         yield item
 
 
 def _failed(target: Target, window: Window, exc: ApiError, now: float, policy: Policy) -> Failed:
-    retry_at = int(now) + (policy.access_error_backoff if isinstance(exc, AccessError) else 0)
-    return Failed(target, window, str(exc), now, retry_at, exc.attempts)
+    denied = isinstance(exc, AccessError)
+    retry_at = int(now) + (policy.access_error_backoff if denied else 0)
+    return Failed(target, window, str(exc), now, retry_at, exc.attempts, access_denied=denied)
 
 
 def _unsaved(outcome: Outcome, exc: StorageError, now: float) -> Failed:

@@ -49,7 +49,13 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _duration_or_zero(value: str) -> str:
+    parse_duration(value, allow_zero=True)
+    return value
+
+
 Duration = Annotated[str, AfterValidator(_duration)]
+DurationOrZero = Annotated[str, AfterValidator(_duration_or_zero)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
@@ -116,9 +122,10 @@ class ScheduleConfig(_Section):
     interval: Duration = "15m"
     repoll_ages: list[Duration] = Field(default_factory=lambda: ["1h", "6h", "1d", "3d", "7d"])
     catchup_horizon: Duration = "7d"
-    jitter: Duration = "30s"
+    jitter: DurationOrZero = "30s"
     run_deadline: Duration | None = None
     access_error_backoff: Duration = "1h"
+    shutdown_grace: Duration = "30s"
 
     @field_validator("repoll_ages")
     @classmethod

@@ -31,6 +31,7 @@ class Failed:
     at: float
     next_due_at: int | None
     attempts: int = 1
+    access_denied: bool = False
 
 
 Outcome = Collected | Failed

@@ -24,15 +24,16 @@ _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": DAY}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 
 
-def parse_duration(text: str) -> int:
-    """Parse ``"90s"``, ``"15m"``, ``"6h"`` or ``"7d"`` into whole seconds (> 0)."""
+def parse_duration(text: str, *, allow_zero: bool = False) -> int:
+    """Parse ``"90s"``, ``"15m"``, ``"6h"`` or ``"7d"`` into whole seconds (> 0 unless
+    `allow_zero`)."""
     match = _DURATION.match(text)
     if match is None:
         raise ValueError(
             f"{text!r} is not a duration: write a whole number and a unit, like 30s, 15m, 6h, 7d"
         )
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"{text!r} must be longer than zero")
     return seconds
 

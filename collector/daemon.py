@@ -1,0 +1,199 @@
+"""`collector run`: every org polled on an APScheduler interval, the ledger deciding what.
+
+One job per org, in UTC, with jitter so orgs do not fire together; `max_instances=1` and
+`coalesce=True` so a slow run is never stacked, and a misfire grace as long as the interval.
+Each run has a deadline, so a hung request cannot block later runs. The scheduler keeps no
+state of its own (memory job store): what is done lives in the ledger, so a restart resumes
+exactly where the last run left off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from collector.client import DevinClient
+from collector.collect import Policy, Report, Work, run_collection
+from collector.config import Config
+from collector.errors import StorageError
+from collector.metrics import Metrics
+from collector.planner import plan
+from collector.store import Store
+from collector.targets import Target, targets_from_config
+from collector.throttle import Clock
+from collector.windows import floor_to, parse_duration
+
+log = logging.getLogger("collector.daemon")
+
+
+class Daemon:
+    """Runs collection for each org on a schedule; `run_org` is one run, callable directly."""
+
+    def __init__(
+        self,
+        config: Config,
+        client: DevinClient,
+        store: Store,
+        *,
+        clock: Clock = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.policy = Policy.from_config(config)
+        schedule = config.schedule
+        self.interval = parse_duration(schedule.interval)
+        self.jitter = parse_duration(schedule.jitter, allow_zero=True)
+        self.horizon = parse_duration(schedule.catchup_horizon)
+        self.run_deadline = parse_duration(schedule.run_deadline or schedule.interval)
+        self.grace = parse_duration(schedule.shutdown_grace)
+        self.size = config.windows.seconds
+        self.stopping = threading.Event()
+        self._targets: dict[str, list[Target]] = {}
+        for target in targets_from_config(config):
+            self._targets.setdefault(target.org_id, []).append(target)
+        self._resting_until: dict[str, float] = {}
+        self._active = 0
+        self._idle = threading.Condition()
+
+    # -- one run ---------------------------------------------------------------------------
+
+    def work_for(self, org_id: str, now: float) -> Iterator[Work]:
+        """The (target, window) pairs due for `org_id` at `now`: each target's open window
+        first, then the rest oldest due first, the targets taken in turns."""
+        per_target = []
+        since = floor_to(now - self.horizon, self.size)  # where the planner's horizon starts
+        for target in self._targets[org_id]:
+            due, known = self.store.plan_inputs(target, now, since)
+            windows = plan(now, self.size, due, known, self.horizon)
+            per_target.append([(target, w) for w in windows])
+        for group in itertools.zip_longest(*per_target):
+            yield from (item for item in group if item is not None)
+
+    def run_org(self, org_id: str) -> Report | None:
+        """One run for one org. Returns None when the org is resting or the daemon stops."""
+        if self.stopping.is_set():
+            return None
+        now = self.clock()
+        resting = self._resting_until.get(org_id, 0.0)
+        if now < resting:
+            log.info("org %s rests after an access error until %s", org_id,
+                     datetime.fromtimestamp(resting, UTC).isoformat(timespec="seconds"))
+            return None
+        with self._idle:
+            self._active += 1
+        try:
+            return self._run(org_id, now)
+        except StorageError as exc:
+            log.error("run for org %s failed: %s", org_id, exc)
+            return None
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _run(self, org_id: str, now: float) -> Report:
+        work = list(self.work_for(org_id, now))
+        metrics = self.metrics
+        report = run_collection(
+            self.client,
+            self.store,
+            work,
+            policy=self.policy,
+            clock=self.clock,
+            concurrency=self.config.api.concurrency,
+            deadline=time.monotonic() + self.run_deadline,
+            stop=self.stopping.is_set,
+            on_saved=(lambda batch: metrics.saved(batch, self.clock())) if metrics else None,
+        )
+        denied = [f for f in report.failed if f.access_denied]
+        if denied:
+            until = now + self.policy.access_error_backoff
+            self._resting_until[org_id] = until
+            log.error("%s; retrying after %s", denied[0].error,
+                      datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"))
+        else:
+            self._resting_until.pop(org_id, None)
+        level = logging.WARNING if report.failed else logging.INFO
+        log.log(
+            level,
+            "run org=%s due=%d collected=%d failed=%d skipped=%d duration=%.2fs",
+            org_id, len(work), report.collected, len(report.failed),
+            len(work) - report.collected - len(report.failed), report.duration,
+        )
+        for failure in report.failed[:5]:
+            if not failure.access_denied:
+                log.warning("  %s %s: %s", failure.target, failure.window, failure.error)
+        if metrics:
+            metrics.run_duration.labels(org_id).observe(report.duration)
+        return report
+
+    # -- the scheduler ---------------------------------------------------------------------
+
+    def scheduler(self) -> BackgroundScheduler:
+        """A scheduler with one interval job per org, first runs spread over the jitter."""
+        orgs = list(self._targets)
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(orgs)))},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.interval,
+            },
+        )
+        start = datetime.now(UTC)
+        spread = min(self.jitter, self.interval) / max(1, len(orgs))
+        for index, org_id in enumerate(orgs):
+            scheduler.add_job(
+                self.run_org,
+                IntervalTrigger(seconds=self.interval, jitter=self.jitter or None, timezone=UTC),
+                args=[org_id],
+                id=org_id,
+                name=f"collect {org_id}",
+                next_run_time=start + timedelta(seconds=index * spread),
+            )
+        return scheduler
+
+    def serve(self) -> bool:
+        """Run until SIGTERM or SIGINT. Returns False if runs were still in flight when the
+        shutdown grace period ended (their uncommitted writes are rolled back)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        scheduler = self.scheduler()
+        scheduler.start()
+        log.info(
+            "collector running: %d org(s), window %ss, every %ss",
+            len(self._targets), self.size, self.interval,
+        )
+        self.stopping.wait()
+        log.info("stopping: no new work; waiting up to %ss for runs in flight", self.grace)
+        scheduler.shutdown(wait=False)
+        return self.wait_idle(self.grace)
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.stopping.set()

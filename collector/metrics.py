@@ -1,0 +1,78 @@
+"""Prometheus metrics of the daemon, on a registry of their own (nothing global)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from collector.records import Failed, Outcome
+
+
+class Metrics:
+    """Requests by status, retries, windows fetched, last success per org, run durations."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "collector_requests",
+            "HTTP attempts to the Devin API, by org and outcome (status code, timeout, network)",
+            ["org_id", "outcome"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "collector_retries", "Attempts beyond the first, by org", ["org_id"],
+            registry=self.registry,
+        )
+        self.windows = Counter(
+            "collector_windows",
+            "Windows written, by org and result (collected, failed)",
+            ["org_id", "result"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "collector_last_success_timestamp_seconds",
+            "When a window of the org was last collected (Unix time)",
+            ["org_id"],
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "collector_run_duration_seconds",
+            "Duration of one run for one org",
+            ["org_id"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+            registry=self.registry,
+        )
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def attempt(self, org_id: str, outcome: str) -> None:
+        self.requests.labels(org_id, outcome).inc()
+
+    def saved(self, outcomes: Sequence[Outcome], now: float) -> None:
+        for outcome in outcomes:
+            org = outcome.target.org_id
+            if isinstance(outcome, Failed):
+                self.windows.labels(org, "failed").inc()
+                attempts = outcome.attempts
+            else:
+                self.windows.labels(org, "collected").inc()
+                self.last_success.labels(org).set(now)
+                attempts = outcome.fetched.attempts
+            if attempts > 1:
+                self.retries.labels(org).inc(attempts - 1)
+
+    def serve(self, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, host, registry=self.registry)
+
+    @property
+    def port(self) -> int | None:
+        return None if self._server is None else self._server.server_port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
