@@ -1,0 +1,148 @@
+"""`collector run` as a real process: scheduled runs, signals, and a schema check at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.simulator import Simulator, TokenGrant
+from tests.conftest import TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def slow_sim() -> Iterator[Simulator]:
+    """The real clock, and 150 ms per request so that a run is still going when signalled."""
+    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)},
+                   latency=0.15) as sim:
+        yield sim
+
+
+def write_config(tmp_path: Path, base_url: str) -> Path:
+    path = tmp_path / "collector.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+        f'[api]\nbase_url = "{base_url}"\nconcurrency = 2\nrate_limit = 100\n'
+        '[windows]\nsize = "5m"\n'
+        '[schedule]\ninterval = "2s"\ncatchup_horizon = "3h"\nrepoll_ages = ["5m"]\n'
+        'jitter = "0s"\nshutdown_grace = "20s"\n'
+        '[[orgs]]\nid = "org-alpha"\n[[orgs]]\nid = "org-beta"\n'
+    )
+    return path
+
+
+def collector(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DEVIN_API_TOKEN": TOKEN}
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector", "--config", str(tmp_path / "collector.toml"), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def wait_for(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def upgrade(tmp_path: Path) -> None:
+    proc = collector(tmp_path, "db", "upgrade")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_exits_0_and_commits_nothing_partial(
+    slow_sim: Simulator, tmp_path: Path, signum: int
+) -> None:
+    write_config(tmp_path, slow_sim.base_url)
+    upgrade(tmp_path)
+    proc = collector(tmp_path, "--log-format", "json", "run")
+    try:
+        wait_for(lambda: slow_sim.count(status=200) >= 6)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert any("stopping" in line["event"] for line in lines)
+    assert TOKEN not in stderr
+    answered = {(r.org_id, r.time_after) for r in slow_sim.requests if r.status == 200}
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        stored = set(conn.execute("SELECT org_id, CAST(strftime('%s', window_start) AS INTEGER)"
+                                  " FROM metric_windows"))
+        origins = conn.execute("SELECT org_id, window_start, COUNT(*) FROM"
+                               " metric_window_origins GROUP BY 1, 2").fetchall()
+        sizes = conn.execute("SELECT org_id, window_start, COUNT(*) FROM metric_window_sizes"
+                             " GROUP BY 1, 2").fetchall()
+        ledger = conn.execute("SELECT COUNT(*) FROM collection_ledger WHERE fetch_count > 0"
+                              ).fetchone()[0]
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    assert check == "ok"
+    # every answer that reached the collector was stored whole, and nothing else was
+    assert stored == answered
+    assert ledger == len(stored)
+    assert {n for _, _, n in origins} == {9}
+    assert {n for _, _, n in sizes} == {5}
+    assert len(origins) == len(sizes) == len(stored)
+    # and the signal came mid-run: windows were still left to fetch
+    assert len(stored) < 2 * 37
+
+
+def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
+    tmp_path: Path,
+) -> None:
+    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
+        write_config(tmp_path, sim.base_url)
+        upgrade(tmp_path)
+        proc = collector(tmp_path, "run")
+        try:
+            # the first run catches up 3h of 5-minute windows; later runs fetch the open one
+            wait_for(lambda: sim.count(org_id="org-alpha", status=200) >= 37 + 2)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    runs = [line for line in stderr.splitlines() if "run org=org-alpha" in line]
+    assert len(runs) >= 3
+    assert "due=37 collected=37 failed=0" in runs[0]
+    assert "due=1 collected=1 failed=0" in runs[-1]
+    status = subprocess.run(
+        [sys.executable, "-m", "collector", "--config", str(tmp_path / "collector.toml"),
+         "status", "--json", "--max-age", "1h"],
+        capture_output=True, text=True, env={**os.environ, "DEVIN_API_TOKEN": TOKEN},
+        timeout=60, check=False,
+    )
+    assert status.returncode == 0, status.stdout
+    report = json.loads(status.stdout)
+    assert {r["org_id"] for r in report} == {"org-alpha", "org-beta"}
+    assert all(r["collected"] >= 37 for r in report)
+    assert all(r["failing"] == 0 for r in report)
+    assert all(r["stale"] is False for r in report)
+    # at most the oldest window, which slid into the horizon after the last run
+    assert all(r["missing"] <= 1 for r in report)
+
+
+def test_daemon_refuses_a_database_without_the_current_schema(
+    slow_sim: Simulator, tmp_path: Path
+) -> None:
+    write_config(tmp_path, slow_sim.base_url)
+    proc = collector(tmp_path, "run")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "run `collector db upgrade` first" in stderr
+    assert slow_sim.count() == 0
