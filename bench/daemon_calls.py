@@ -81,8 +81,8 @@ def main() -> None:
         counts = Counter(r.time_after for r in sim.requests if r.status == 200)
     # windows whose whole life (open, every repoll age; the whole lookback) was simulated
     last_age = max(ages)
-    settled = [s for s in counts if T0 <= s and s + 3600 + last_age < T0 + args.days * DAY]
-    full = [s for s in naive if T0 <= s and s + 3600 + lookback < T0 + args.days * DAY]
+    settled = [s for s in counts if s >= T0 and s + 3600 + last_age < T0 + args.days * DAY]
+    full = [s for s in naive if s >= T0 and s + 3600 + lookback < T0 + args.days * DAY]
     ours = statistics.mean(counts[s] for s in settled)
     theirs = statistics.mean(naive[s] for s in full)
     print(f"simulated {args.days} days, {runs} runs every {args.interval}, hourly windows, "

@@ -10,59 +10,27 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NoReturn
 
 import click
 
 from collector import db as dbmod
 from collector.app import open_client, open_engine
-from collector.collect import Policy, Report, run_collection
-from collector.config import Config, config_path, load_config
-from collector.errors import CollectorError, ConfigError, SchemaOutOfDateError
+from collector.cli_backfill import backfill
+from collector.cli_support import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    errors_to_exit_codes,
+    pass_context,
+    print_report,
+)
+from collector.collect import Policy, run_collection
+from collector.errors import ConfigError
 from collector.logs import configure_logging
 from collector.store import Store
 from collector.targets import targets_from_config
 from collector.windows import due_now, format_duration, parse_duration
-
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
-
-
-@dataclass
-class Context:
-    config_flag: str | None
-    log_format: str | None
-    verbose: bool
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    _config: Config | None = None
-
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(config_path(self.config_flag, self.env), self.env)
-            configure_logging(
-                self.log_format or self._config.logging.format,
-                "DEBUG" if self.verbose else self._config.logging.level,
-            )
-        return self._config
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def errors_to_exit_codes() -> Iterator[None]:
-    """Map the collector's errors to exit codes with a one-paragraph message."""
-    try:
-        yield
-    except (ConfigError, SchemaOutOfDateError) as exc:
-        fail(str(exc), EXIT_USAGE)
-    except CollectorError as exc:
-        fail(str(exc), EXIT_PARTIAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,7 +57,7 @@ def main(
     ctx.obj = Context(config_flag, log_format, verbose)
 
 
-pass_context = click.make_pass_decorator(Context)
+main.add_command(backfill)
 
 
 @main.group()
@@ -158,10 +126,11 @@ def collect(obj: Context) -> None:
             for target in targets_from_config(config)
             for window in due_now(now, config.windows.seconds)
         ]
+        client = open_client(config, obj.env)
         engine = open_engine(config)
         try:
             dbmod.require_current_schema(engine)
-            with open_client(config, obj.env) as client:
+            with client:
                 report = run_collection(
                     client,
                     Store(engine),
@@ -173,20 +142,6 @@ def collect(obj: Context) -> None:
             engine.dispose()
     print_report(report, "collect")
     sys.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
-
-
-def print_report(report: Report, what: str) -> None:
-    total = report.collected + len(report.failed)
-    click.echo(
-        f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.1f}s"
-    )
-    if report.failed:
-        click.echo(f"{len(report.failed)} window(s) failed:", err=True)
-        for failure in report.failed[:20]:
-            click.echo(f"  {failure.target} {failure.window}: {failure.error}", err=True)
-        if len(report.failed) > 20:
-            click.echo(f"  ... and {len(report.failed) - 20} more", err=True)
-        click.echo("They stay due: running again fetches them (and only them).", err=True)
 
 
 @main.command()

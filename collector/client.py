@@ -279,9 +279,13 @@ def _problem_detail(body: bytes, limit: int = 300) -> str:
 
 
 def make_http_client(
-    config: Config, *, transport: httpx.BaseTransport | None = None
+    config: Config,
+    *,
+    concurrency: int | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     api = config.api
+    connections = concurrency or api.concurrency
     timeout = httpx.Timeout(
         parse_duration(api.timeout), connect=parse_duration(api.connect_timeout)
     )
@@ -289,7 +293,7 @@ def make_http_client(
         base_url=api.base_url,
         timeout=timeout,
         limits=httpx.Limits(
-            max_connections=api.concurrency, max_keepalive_connections=api.concurrency
+            max_connections=connections, max_keepalive_connections=connections
         ),
         headers={"User-Agent": f"collector/{__version__}", "Accept": "application/json"},
         follow_redirects=False,
@@ -311,7 +315,7 @@ def make_client(
     credentials = Credentials({org.id: resolve_token(config, org, env) for org in orgs})
     api = config.api
     return DevinClient(
-        make_http_client(config),
+        make_http_client(config, concurrency=concurrency),
         credentials,
         policy=policy
         or RetryPolicy(

@@ -48,16 +48,18 @@ class Policy:
 
 @dataclass
 class Report:
-    """What a run did: counts, and every failure with its reason."""
+    """What a run did: counts, and the first `keep` failures with their reasons."""
 
     collected: int = 0
+    failed_count: int = 0
     failed: list[Failed] = field(default_factory=list)
+    keep: int = 1000
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return self.failed_count == 0
 
     @property
     def duration(self) -> float:
@@ -66,7 +68,9 @@ class Report:
     def add(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
             if isinstance(outcome, Failed):
-                self.failed.append(outcome)
+                self.failed_count += 1
+                if len(self.failed) < self.keep:
+                    self.failed.append(outcome)
             else:
                 self.collected += 1
 

@@ -127,12 +127,12 @@ class Daemon:
                       datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"))
         else:
             self._resting_until.pop(org_id, None)
-        level = logging.WARNING if report.failed else logging.INFO
+        level = logging.INFO if report.ok else logging.WARNING
         log.log(
             level,
             "run org=%s due=%d collected=%d failed=%d skipped=%d duration=%.2fs",
-            org_id, len(work), report.collected, len(report.failed),
-            len(work) - report.collected - len(report.failed), report.duration,
+            org_id, len(work), report.collected, report.failed_count,
+            len(work) - report.collected - report.failed_count, report.duration,
         )
         for failure in report.failed[:5]:
             if not failure.access_denied:

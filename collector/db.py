@@ -9,6 +9,7 @@ restarted server costs one failed run, not a restart of the collector.
 from __future__ import annotations
 
 from importlib.resources import as_file, files
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -114,6 +115,11 @@ def _run(engine: Engine, action: Any, revision: str) -> None:
 
 def require_current_schema(engine: Engine) -> None:
     """Raise `SchemaOutOfDateError` unless the database is at the newest migration."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and not Path(database).exists():
+        raise SchemaOutOfDateError(
+            f"the database file {database} does not exist: run `collector db upgrade` first"
+        )
     current = current_revision(engine)
     head = head_revision()
     if current != head:

@@ -71,7 +71,7 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
                     client, Store(engine), work, policy=Policy.from_config(config), concurrency=8
                 )
             console.print(
-                f"collected {report.collected} windows, {len(report.failed)} failed, "
+                f"collected {report.collected} windows, {report.failed_count} failed, "
                 f"in {report.duration:.1f}s ({sim.count()} requests served)\n"
             )
             _print_views(engine, console)
