@@ -88,7 +88,7 @@ def test_backfill_stores_the_simulators_truth(
         assert merged == truth["sessions_with_merged_prs_count"]
         assert bool(settled) is True  # weeks old: settled on first fetch
     assert len(daily) == 6
-    for org, segment, _day, created, complete in daily:
+    for _org, segment, _day, created, complete in daily:
         assert bool(complete) is True
         assert created > 0 or segment == "team"
     assert {(o, s) for o, s, *_ in daily} == {
@@ -245,7 +245,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
 
         sim.reset_stats()
         proc = _backfill_process(killed)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         second = {(r.org_id, "team" if r.user_ids else "all", r.time_after)
                   for r in sim.requests}
@@ -255,7 +255,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         assert len(sim.requests) == 3 * 96 - len(after_kill)
 
         proc = _backfill_process(clean)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert _tables(killed_dir / "c.db") == _tables(clean_dir / "c.db")
 
