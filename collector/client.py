@@ -196,8 +196,8 @@ class DevinClient:
         status = response.status_code
         self._note(target, str(status))
         if status == 200:
-            metrics, raw = parse_body(response.content, org_id=target.org_id)
-            return Fetched(metrics, raw, self._clock(), attempt)
+            metrics, text = parse_body(response.content, org_id=target.org_id)
+            return Fetched(metrics, text, self._clock(), attempt)
         raise self._status_error(target, window, response)
 
     def _note(self, target: Target, outcome: str) -> None:

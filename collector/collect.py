@@ -1,17 +1,19 @@
 """The collection step: fetch (target, window) pairs, then store the outcomes.
 
 The daemon, `collect` and `backfill` all call `run_collection`; they differ only in which
-pairs they hand it. Fetches run on a bounded thread pool (the client enforces the rate
-limit); outcomes are written by the calling thread in batches, each batch one transaction.
-The plan is consumed lazily, so a plan of millions of windows costs no memory up front.
+pairs they hand it. Fetches run on `concurrency` worker threads that pull pairs from the plan
+(the client enforces the rate limit); outcomes are written by the calling thread in batches,
+each batch one transaction. The plan is consumed lazily, so a plan of millions of windows
+costs no memory up front.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from collector.client import DevinClient
@@ -84,13 +86,16 @@ def run_collection(
     clock: Clock = time.time,
     concurrency: int = 4,
     batch_size: int = 50,
+    flush_every: float = 1.0,
     deadline: float | None = None,
     stop: Callable[[], bool] | None = None,
     on_saved: Callable[[Sequence[Outcome]], None] | None = None,
 ) -> Report:
     """Fetch every pair of `work` and store what came back. Never raises for one window.
 
-    `deadline` is a `time.monotonic` instant, and `stop` a flag polled between pairs: pairs
+    Outcomes are written `batch_size` at a time, or after `flush_every` seconds when they
+    trickle in. `deadline` is a `time.monotonic` instant, and `stop` a flag polled between
+    pairs: pairs
     not started by then are left for a later run (they stay due in the ledger) and are not
     reported as failures. Fetches in flight finish and are written before this returns.
     """
@@ -125,19 +130,49 @@ def run_collection(
         if on_saved is not None:
             on_saved(batch)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
-        in_flight: set[Future[Outcome]] = set()
-        for target, window in _until(work, deadline, stop):
-            in_flight.add(pool.submit(fetch, target, window))
-            if len(in_flight) >= concurrency * 2:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                pending.extend(f.result() for f in done)
-                if len(pending) >= batch_size:
-                    flush()
-        for future in in_flight:
-            pending.append(future.result())
+    # Workers pull pairs from the plan and push outcomes; this thread writes them. The
+    # queue is bounded, so a slow database holds the fetching back instead of filling memory.
+    source = _until(iter(work), deadline, stop)
+    source_lock = threading.Lock()
+    outcomes: queue.Queue[Outcome | None] = queue.Queue(maxsize=batch_size * 4)
+    crashed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while True:
+                with source_lock:
+                    item = next(source, None)
+                if item is None:
+                    return
+                outcomes.put(fetch(*item))
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
+            crashed.append(exc)
+        finally:
+            outcomes.put(None)
+
+    workers = [
+        threading.Thread(target=worker, name=f"fetch-{i}", daemon=True)
+        for i in range(concurrency)
+    ]
+    for thread in workers:
+        thread.start()
+    running = len(workers)
+    last_flush = time.monotonic()
+    while running:
+        outcome = outcomes.get()
+        if outcome is None:
+            running -= 1
+            continue
+        pending.append(outcome)
+        if len(pending) >= batch_size or time.monotonic() - last_flush >= flush_every:
+            flush()
+            last_flush = time.monotonic()
     flush()
+    for thread in workers:
+        thread.join()
     report.finished = time.monotonic()
+    if crashed:
+        raise crashed[0]
     return report
 
 

@@ -59,42 +59,49 @@ class SessionMetrics(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A validated answer for one target and window, and when it arrived (Unix seconds)."""
+    """A validated answer for one target and window, and when it arrived (Unix seconds).
+
+    `body` is the response's JSON text as the API sent it; it is stored as the window's raw
+    body, so fields the API adds later can be read without fetching again.
+    """
 
     metrics: SessionMetrics
-    raw: dict[str, Any]
+    body: str
     fetched_at: float
     attempts: int
 
+    @property
+    def raw(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.body)
+        return value
 
-def parse_body(body: bytes, *, org_id: str) -> tuple[SessionMetrics, dict[str, Any]]:
-    """Decode and validate a 200 body. Returns the model and the raw JSON object.
+
+def parse_body(body: bytes, *, org_id: str) -> tuple[SessionMetrics, str]:
+    """Decode and validate a 200 body. Returns the model and the body as text.
 
     Raises `MalformedResponseError` (retryable) when the body is not JSON at all, and
     `InvalidPayloadError` (not retryable) when it is JSON that breaks the schema.
     """
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        preview = "empty body" if not body.strip() else f"{len(body)} bytes that are not JSON"
-        raise MalformedResponseError(
-            f"org {org_id}: the API answered 200 with {preview}; will retry",
-            org_id=org_id,
-            status=200,
-        ) from None
-    if not isinstance(raw, dict):
-        raise InvalidPayloadError(
-            f"org {org_id}: the API answered 200 with a JSON {type(raw).__name__}, "
-            "not an object; nothing was stored",
-            org_id=org_id,
-            status=200,
-        )
-    try:
-        return SessionMetrics.model_validate(raw), raw
+        return SessionMetrics.model_validate_json(body), body.decode("utf-8")
     except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] in ("json_invalid", "json_type"):
+            preview = "empty body" if not body.strip() else f"{len(body)} bytes that are not JSON"
+            raise MalformedResponseError(
+                f"org {org_id}: the API answered 200 with {preview}; will retry",
+                org_id=org_id,
+                status=200,
+            ) from None
+        if errors and errors[0]["type"] == "model_type":
+            raise InvalidPayloadError(
+                f"org {org_id}: the API answered 200 with JSON that is not an object; "
+                "nothing was stored",
+                org_id=org_id,
+                status=200,
+            ) from None
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)[:5]
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
         )
         raise InvalidPayloadError(
             f"org {org_id}: the response does not match the session-metrics schema "

@@ -252,7 +252,10 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         # the second run fetched only what the first had not stored
         stored_first = {(org, seg, ts(start)) for org, seg, start in after_kill}
         assert not second & stored_first
-        assert len(sim.requests) == 3 * 96 - len(after_kill)
+        everything = {(org, seg, start) for org in ("org-alpha", "org-beta")
+                      for seg in ("all", "team") if (org, seg) != ("org-beta", "team")
+                      for start in range(OCT1, OCT1 + 4 * DAY, 3600)}
+        assert second == everything - stored_first
 
         proc = _backfill_process(clean)
         _, err = proc.communicate(timeout=120)

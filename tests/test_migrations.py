@@ -17,6 +17,10 @@ TABLES = {"metric_windows", "metric_window_origins", "metric_window_sizes",
           "collection_ledger", "alembic_version"}
 
 
+def test_schema_head_constant_is_alembics_head() -> None:
+    assert db.head_revision() == db.SCHEMA_HEAD
+
+
 def test_models_and_migrations_do_not_drift(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -1,0 +1,189 @@
+"""The write statements of the store, as SQL text for one dialect, and the rows they take.
+
+A window becomes about fifteen rows (itself, its origin and size buckets, its ledger entry),
+and a backfill writes hundreds of windows a second, so the rows go to the driver's
+``executemany`` as plain tuples, without a per-row pass through SQLAlchemy's parameter
+machinery. The statements are the same on SQLite and PostgreSQL (``INSERT … ON CONFLICT DO
+UPDATE``); only the placeholders and the encoding of timestamps and JSON differ. Column
+names come from the table models, so the text cannot name a column the schema lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+
+from collector.records import Collected, Failed
+from collector.schema import (
+    LedgerEntry,
+    MetricWindow,
+    MetricWindowOrigin,
+    MetricWindowSize,
+    sqlite_timestamp,
+)
+from collector.windows import to_datetime
+
+WINDOWS: Table = MetricWindow.__table__  # type: ignore[assignment]
+ORIGINS: Table = MetricWindowOrigin.__table__  # type: ignore[assignment]
+SIZES: Table = MetricWindowSize.__table__  # type: ignore[assignment]
+LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
+KEY = ("org_id", "segment", "window_start")
+
+Row = tuple[Any, ...]
+
+#: The column order the row builders below produce, checked against the models.
+_COLUMNS: dict[Table, tuple[str, ...]] = {
+    WINDOWS: (*KEY, "window_end", "window_seconds", "sessions_created_count",
+              "sessions_created_with_playbook_count", "sessions_created_with_search_count",
+              "sessions_with_merged_prs_count", "avg_acus_per_session", "fetched_at",
+              "raw_body"),
+    ORIGINS: (*KEY, "origin", "sessions_created_count"),
+    SIZES: (*KEY, "size", "sessions_created_count", "sessions_with_merged_prs_count"),
+    LEDGER: (*KEY, "window_end", "first_fetched_at", "last_fetched_at", "fetch_count",
+             "failure_count", "last_error", "last_error_at", "next_due_at", "settled"),
+}
+
+
+class Writer:
+    """SQL text and row builders for one dialect (``sqlite`` or ``postgresql``)."""
+
+    def __init__(self, dialect: str) -> None:
+        for table, names in _COLUMNS.items():
+            if tuple(c.name for c in table.columns) != names:
+                raise RuntimeError(f"the row builders of {table.name} no longer match its columns")
+        sqlite = dialect == "sqlite"
+        self._ph = "?" if sqlite else "%s"
+        self._json_ph = "?" if sqlite else "%s::jsonb"
+        self._ts: Callable[[datetime], Any] = sqlite_timestamp if sqlite else _same
+        self.upsert_windows = self._upsert(WINDOWS)
+        self.delete_origins = self._delete(ORIGINS)
+        self.delete_sizes = self._delete(SIZES)
+        self.insert_origins = self._insert(ORIGINS)
+        self.insert_sizes = self._insert(SIZES)
+        self.ledger_success = self._upsert(
+            LEDGER,
+            first_fetched_at="COALESCE(collection_ledger.first_fetched_at, "
+            "excluded.first_fetched_at)",
+            fetch_count="collection_ledger.fetch_count + 1",
+        )
+        self.ledger_failure = self._upsert(
+            LEDGER,
+            first_fetched_at="collection_ledger.first_fetched_at",
+            last_fetched_at="collection_ledger.last_fetched_at",
+            fetch_count="collection_ledger.fetch_count",
+            failure_count="collection_ledger.failure_count + 1",
+            settled="collection_ledger.settled",
+        )
+
+    # -- statements ------------------------------------------------------------------------
+
+    def _placeholders(self, table: Table) -> str:
+        return ", ".join(
+            self._json_ph if c.name == "raw_body" else self._ph for c in table.columns
+        )
+
+    def _insert(self, table: Table) -> str:
+        columns = ", ".join(c.name for c in table.columns)
+        return f"INSERT INTO {table.name} ({columns}) VALUES ({self._placeholders(table)})"
+
+    def _upsert(self, table: Table, **expressions: str) -> str:
+        updates = ", ".join(
+            f"{c.name} = {expressions.get(c.name, f'excluded.{c.name}')}"
+            for c in table.columns
+            if c.name not in KEY
+        )
+        return f"{self._insert(table)} ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
+
+    def _delete(self, table: Table) -> str:
+        where = " AND ".join(f"{name} = {self._ph}" for name in KEY)
+        return f"DELETE FROM {table.name} WHERE {where}"
+
+    # -- rows, in table column order -------------------------------------------------------
+
+    def _key(self, item: Collected | Failed) -> Row:
+        return (item.target.org_id, item.target.segment, self._ts(to_datetime(item.window.start)))
+
+    def window_rows(self, items: Sequence[Collected]) -> list[Row]:
+        rows = []
+        for item in items:
+            m = item.fetched.metrics
+            rows.append((
+                *self._key(item),
+                self._ts(to_datetime(item.window.end)),
+                item.window.seconds,
+                m.sessions_created_count,
+                m.sessions_created_with_playbook_count,
+                m.sessions_created_with_search_count,
+                m.sessions_with_merged_prs_count,
+                m.avg_acus_per_session,
+                self._ts(to_datetime(int(item.fetched.fetched_at))),
+                item.fetched.body,
+            ))
+        return rows
+
+    def key_rows(self, items: Sequence[Collected]) -> list[Row]:
+        return [self._key(item) for item in items]
+
+    def origin_rows(self, items: Sequence[Collected]) -> list[Row]:
+        return [
+            (*self._key(item), origin, count)
+            for item in items
+            for origin, count in item.fetched.metrics.sessions_created_by_origin.items()
+        ]
+
+    def size_rows(self, items: Sequence[Collected]) -> list[Row]:
+        rows = []
+        for item in items:
+            key = self._key(item)
+            created = item.fetched.metrics.sessions_created_by_size
+            merged = item.fetched.metrics.sessions_with_merged_prs_by_size
+            rows += [
+                (*key, size, created.get(size, 0), merged.get(size, 0))
+                for size in {**created, **merged}
+            ]
+        return rows
+
+    def ledger_success_rows(self, items: Sequence[Collected]) -> list[Row]:
+        rows = []
+        for item in items:
+            fetched_at = self._ts(to_datetime(int(item.fetched.fetched_at)))
+            rows.append((
+                *self._key(item),
+                self._ts(to_datetime(item.window.end)),
+                fetched_at,  # first_fetched_at (kept if already set)
+                fetched_at,  # last_fetched_at
+                1,  # fetch_count (incremented if the row exists)
+                0,  # failure_count
+                None,  # last_error
+                None,  # last_error_at
+                self._due(item.next_due_at),
+                item.settled,
+            ))
+        return rows
+
+    def ledger_failure_rows(self, items: Sequence[Failed]) -> list[Row]:
+        return [
+            (
+                *self._key(item),
+                self._ts(to_datetime(item.window.end)),
+                None,  # first_fetched_at (kept)
+                None,  # last_fetched_at (kept)
+                0,  # fetch_count (kept)
+                1,  # failure_count (incremented if the row exists)
+                item.error[:2000],
+                self._ts(to_datetime(int(item.at))),
+                self._due(item.next_due_at),
+                False,  # settled (kept)
+            )
+            for item in items
+        ]
+
+    def _due(self, ts: int | None) -> Any:
+        return None if ts is None else self._ts(to_datetime(ts))
+
+
+def _same(value: datetime) -> datetime:
+    return value
