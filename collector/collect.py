@@ -33,11 +33,13 @@ Work = tuple[Target, Window]
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How outcomes are scheduled: ages at which closed windows are fetched again, and how
-    long an org whose token or id is wrong rests before it is tried again (seconds)."""
+    """How outcomes are scheduled (seconds): ages at which closed windows are fetched again,
+    how long an org whose token or id is wrong rests before it is tried again, and the
+    daemon's interval, at which open windows are fetched again (0: not before they close)."""
 
     repoll_ages: Sequence[int] = ()
     access_error_backoff: int = 3600
+    interval: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
@@ -45,6 +47,7 @@ class Policy:
         return cls(
             repoll_ages=tuple(parse_duration(a) for a in schedule.repoll_ages),
             access_error_backoff=parse_duration(schedule.access_error_backoff),
+            interval=parse_duration(schedule.interval),
         )
 
 
@@ -113,7 +116,9 @@ def run_collection(
             if isinstance(exc, AccessError):
                 blocked.setdefault(target.org_id, exc)
             return _failed(target, window, exc, clock(), policy)
-        next_due, settled = after_success(window, fetched.fetched_at, policy.repoll_ages)
+        next_due, settled = after_success(
+            window, fetched.fetched_at, policy.repoll_ages, policy.interval
+        )
         return Collected(target, window, fetched, next_due, settled)
 
     def flush() -> None:

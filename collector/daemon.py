@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -27,7 +30,7 @@ from collector.collect import Policy, Report, Work, run_collection
 from collector.config import Config
 from collector.errors import StorageError
 from collector.metrics import Metrics
-from collector.planner import plan
+from collector.planner import plan, slack
 from collector.store import Store
 from collector.targets import Target, targets_from_config
 from collector.throttle import Clock
@@ -60,6 +63,10 @@ class Daemon:
         self.horizon = parse_duration(schedule.catchup_horizon)
         self.run_deadline = parse_duration(schedule.run_deadline or schedule.interval)
         self.grace = parse_duration(schedule.shutdown_grace)
+        #: A claim outlives a run that was cut short: the run deadline, then requests in
+        #: flight (a read timeout each, twice for a retry). After that, others take over.
+        self.lease = self.run_deadline + 2 * parse_duration(config.api.timeout)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.size = config.windows.seconds
         self.stopping = threading.Event()
         self._targets: dict[str, list[Target]] = {}
@@ -72,14 +79,18 @@ class Daemon:
     # -- one run ---------------------------------------------------------------------------
 
     def work_for(self, org_id: str, now: float) -> Iterator[Work]:
-        """The (target, window) pairs due for `org_id` at `now`: each target's open window
-        first, then the rest oldest due first, the targets taken in turns."""
+        """The (target, window) pairs due for `org_id` at `now` and claimed by this daemon:
+        each target's open window first, then the rest oldest due first, targets in turns."""
         per_target = []
         since = floor_to(now - self.horizon, self.size)  # where the planner's horizon starts
+        cutoff = now + slack(self.interval)
         for target in self._targets[org_id]:
-            due, known = self.store.plan_inputs(target, now, since)
+            due, known = self.store.plan_inputs(target, cutoff, since)
             windows = plan(now, self.size, due, known, self.horizon)
-            per_target.append([(target, w) for w in windows])
+            claimed = self.store.claim(
+                target, windows, owner=self.owner, now=now, cutoff=cutoff, lease=self.lease
+            )
+            per_target.append([(target, w) for w in windows if w.start in claimed])
         for group in itertools.zip_longest(*per_target):
             yield from (item for item in group if item is not None)
 
@@ -108,17 +119,20 @@ class Daemon:
     def _run(self, org_id: str, now: float) -> Report:
         work = list(self.work_for(org_id, now))
         metrics = self.metrics
-        report = run_collection(
-            self.client,
-            self.store,
-            work,
-            policy=self.policy,
-            clock=self.clock,
-            concurrency=self.config.api.concurrency,
-            deadline=time.monotonic() + self.run_deadline,
-            stop=self.stopping.is_set,
-            on_saved=(lambda batch: metrics.saved(batch, self.clock())) if metrics else None,
-        )
+        try:
+            report = run_collection(
+                self.client,
+                self.store,
+                work,
+                policy=self.policy,
+                clock=self.clock,
+                concurrency=self.config.api.concurrency,
+                deadline=time.monotonic() + self.run_deadline,
+                stop=self.stopping.is_set,
+                on_saved=(lambda batch: metrics.saved(batch, self.clock())) if metrics else None,
+            )
+        finally:
+            self.store.release(self.owner)
         denied = [f for f in report.failed if f.access_denied]
         if denied:
             until = now + self.policy.access_error_backoff

@@ -169,3 +169,6 @@ class LedgerEntry(Base):
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     settled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The daemon fetching this window now, and until when its claim holds; see `Store.claim`.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

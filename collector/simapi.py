@@ -66,6 +66,7 @@ class Handler(HandlerBase):
 
     def _api(self) -> None:
         sim = self.server.sim
+        arrived = time.monotonic()
         split = urlsplit(self.path)
         path = split.path
         q = parse_qs(split.query, keep_blank_values=True)
@@ -129,8 +130,6 @@ class Handler(HandlerBase):
             fail(429, "rate limit exceeded", {"Retry-After": str(wait)})
             return
         fault = sim._faults.take(org_id)
-        if sim.latency > 0:
-            time.sleep(sim.latency)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
@@ -149,7 +148,17 @@ class Handler(HandlerBase):
         if fault is None:
             body = real_body()
             sim._record(org_id, q, 200)
+            _answer_after(arrived, sim.latency)
             self.send_json(200, body)
         else:
             sim._record(org_id, q, fault_status(fault))
+            _answer_after(arrived, sim.latency)
             perform(fault, self, real_body)
+
+
+def _answer_after(arrived: float, latency: float) -> None:
+    """Hold the answer until `latency` seconds after the request arrived: the simulated
+    latency is the server's response time, its own work included."""
+    left = arrived + latency - time.monotonic()
+    if left > 0:
+        time.sleep(left)

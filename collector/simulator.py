@@ -6,9 +6,10 @@ Check order of the metrics endpoint: 401 (missing/unknown bearer token), 404 (un
 org), 403 (token does not cover the org or lacks ViewOrgMetrics), 422 (missing or
 non-integer ``time_after``/``time_before``), 400 (empty window or longer than
 ``max_range_days``), 429 (per-token token bucket), take the first matching injected
-fault, ``latency`` sleep (faulted answers get it too), then the fault's answer or 200 with
-:meth:`SyntheticData.metrics` at the simulator clock. Requests rejected before the fault
-stage do not consume faults.
+fault, then the fault's answer or 200 with :meth:`SyntheticData.metrics` at the simulator
+clock, sent ``latency`` seconds after the request arrived (the simulated latency is the
+server's response time, its own work included; faulted answers get it too; a ``slow`` fault
+adds its delay). Requests rejected before the fault stage do not consume faults.
 
 Admin endpoints (no auth, meant for loopback): ``POST/DELETE /_sim/faults``,
 ``GET/DELETE /_sim/stats``, ``POST /_sim/clock`` (``{"now": t}`` freezes the clock,

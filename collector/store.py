@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error
@@ -60,16 +61,18 @@ class Store:
         conn.exec_driver_sql(w.insert_sizes, w.size_rows(items))
         conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items))
 
-    def plan_inputs(self, target: Target, now: float, since: float) -> tuple[list[Due], set[int]]:
-        """What the planner needs for one target: the ledger's due windows, and the starts
-        of every window it knows from `since` on."""
+    def plan_inputs(
+        self, target: Target, cutoff: float, since: float
+    ) -> tuple[list[Due], set[int]]:
+        """What the planner needs for one target: the windows the ledger holds as due by
+        `cutoff`, and the starts of every window it knows from `since` on."""
         c = LEDGER.c
         stmt = select(c.window_start, c.window_end, c.next_due_at, c.settled).where(
             c.org_id == target.org_id,
             c.segment == target.segment,
             or_(
                 c.window_start >= to_datetime(int(since)),
-                and_(c.settled.is_(False), c.next_due_at <= to_datetime(int(now))),
+                and_(c.settled.is_(False), c.next_due_at <= to_datetime(int(cutoff))),
             ),
         )
         due: list[Due] = []
@@ -79,8 +82,79 @@ class Store:
                 for start, end, next_due, settled in conn.execute(stmt):
                     window = Window(to_timestamp(start), to_timestamp(end))
                     known.add(window.start)
-                    if not settled and next_due is not None and to_timestamp(next_due) <= now:
+                    if not settled and next_due is not None and to_timestamp(next_due) <= cutoff:
                         due.append(Due(window, to_timestamp(next_due)))
         except SQLAlchemyError as exc:
             raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
         return due, known
+
+    def claim(
+        self,
+        target: Target,
+        windows: Sequence[Window],
+        *,
+        owner: str,
+        now: float,
+        cutoff: float,
+        lease: float,
+    ) -> set[int]:
+        """Claim `windows` for `owner` until ``now + lease``; returns the starts it got.
+
+        A window is claimed when its ledger row is new, or is still due by `cutoff`, unsettled,
+        and not claimed by anyone else (or their claim has expired). The check and the claim
+        are one statement, so of several daemons asking at once exactly one gets each window.
+        Saving the window's outcome ends the claim.
+        """
+        if not windows:
+            return set()
+        c = LEDGER.c
+        expires = to_datetime(int(now + lease))
+        rows = [
+            {
+                "org_id": target.org_id,
+                "segment": target.segment,
+                "window_start": to_datetime(w.start),
+                "window_end": to_datetime(w.end),
+                "fetch_count": 0,
+                "failure_count": 0,
+                "next_due_at": to_datetime(int(now)),
+                "settled": False,
+                "lease_owner": owner,
+                "lease_expires_at": expires,
+            }
+            for w in windows
+        ]
+        insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
+        claimed: set[int] = set()
+        try:
+            with self.engine.begin() as conn:
+                for chunk in range(0, len(rows), 500):
+                    values = insert(LEDGER).values(rows[chunk : chunk + 500])
+                    stmt = values.on_conflict_do_update(
+                        index_elements=[c.org_id, c.segment, c.window_start],
+                        set_={"lease_owner": owner, "lease_expires_at": expires},
+                        where=and_(
+                            c.settled.is_(False),
+                            or_(c.next_due_at.is_(None),
+                                c.next_due_at <= to_datetime(int(cutoff))),
+                            or_(c.lease_expires_at.is_(None),
+                                c.lease_expires_at <= to_datetime(int(now))),
+                        ),
+                    ).returning(c.window_start)
+                    claimed.update(to_timestamp(start) for (start,) in conn.execute(stmt))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not claim windows: {describe_error(exc)}") from None
+        return claimed
+
+    def release(self, owner: str) -> None:
+        """End every claim `owner` still holds (windows it claimed but did not reach)."""
+        c = LEDGER.c
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(LEDGER)
+                    .where(c.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None)
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not release claims: {describe_error(exc)}") from None

@@ -43,7 +43,8 @@ _COLUMNS: dict[Table, tuple[str, ...]] = {
     ORIGINS: (*KEY, "origin", "sessions_created_count"),
     SIZES: (*KEY, "size", "sessions_created_count", "sessions_with_merged_prs_count"),
     LEDGER: (*KEY, "window_end", "first_fetched_at", "last_fetched_at", "fetch_count",
-             "failure_count", "last_error", "last_error_at", "next_due_at", "settled"),
+             "failure_count", "last_error", "last_error_at", "next_due_at", "settled",
+             "lease_owner", "lease_expires_at"),
 }
 
 
@@ -161,6 +162,8 @@ class Writer:
                 None,  # last_error_at
                 self._due(item.next_due_at),
                 item.settled,
+                None,  # lease_owner: the work is done, the claim ends
+                None,  # lease_expires_at
             ))
         return rows
 
@@ -177,6 +180,8 @@ class Writer:
                 self._ts(to_datetime(int(item.at))),
                 self._due(item.next_due_at),
                 False,  # settled (kept)
+                None,  # lease_owner: the attempt is over, the claim ends
+                None,  # lease_expires_at
             )
             for item in items
         ]

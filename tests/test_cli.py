@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from collector.cli import main
+from collector.db import SCHEMA_HEAD
 from collector.simulator import Simulator, TokenGrant
 from collector.windows import due_now
 from tests.conftest import TOKEN
@@ -55,7 +56,7 @@ def test_collect_end_to_end(live_sim: Simulator, tmp_path: Path, db_url: str) ->
     assert upgraded.exit_code == 0, upgraded.output
     assert "upgraded from empty to" in upgraded.output
     assert run(["--config", str(config), "db", "upgrade"], env).output.endswith(
-        "database already at revision 0001\n"
+        f"database already at revision {SCHEMA_HEAD}\n"
     )
     result = run(["--config", str(config), "-v", "collect"], env)
     assert result.exit_code == 0, result.output

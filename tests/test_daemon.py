@@ -137,9 +137,10 @@ def test_downtime_is_caught_up_oldest_first_within_the_horizon(
     current = window_at(clock.now, 3600).start
     missed = list(range(current - 12 * 3600, current, 3600))
     assert starts[0] == current  # the open window first
-    # then what the ledger holds as due, oldest due first: the window that had just closed
-    # and the window that was open before the downtime ...
-    assert starts[1:3] == [T0 - 3600, T0]
+    # then what the ledger holds as due, oldest due first: the window that was open before
+    # the downtime (due a quarter of an hour later), the one that had just closed (due at its
+    # first repoll age) ...
+    assert starts[1:3] == [T0, T0 - 3600]
     assert starts[3:] == missed  # ... then the gaps inside the horizon, oldest first
     assert len(set(starts)) == len(starts)
     # the next run fetches only the open window: nothing else is due yet
