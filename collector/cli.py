@@ -148,7 +148,7 @@ def collect(obj: Context) -> None:
 @pass_context
 def run(obj: Context) -> None:
     """Run the daemon: poll every org on [schedule].interval until SIGTERM or SIGINT."""
-    from collector.daemon import Daemon
+    from collector.daemon import Daemon, sqlite_single_daemon
     from collector.metrics import Metrics
 
     with errors_to_exit_codes():
@@ -157,11 +157,12 @@ def run(obj: Context) -> None:
         dbmod.require_current_schema(engine)
         metrics = Metrics()
         client = open_client(config, obj.env, on_attempt=metrics.attempt)
-        if config.metrics.port is not None:
-            metrics.serve(config.metrics.host, config.metrics.port)
-        daemon = Daemon(config, client, Store(engine), metrics=metrics)
-        clean = daemon.serve()
-        metrics.close()
+        with sqlite_single_daemon(engine):
+            if config.metrics.port is not None:
+                metrics.serve(config.metrics.host, config.metrics.port)
+            daemon = Daemon(config, client, Store(engine), metrics=metrics)
+            clean = daemon.serve()
+            metrics.close()
         if not clean:
             # A run is stuck past the grace period: leave without it. Its transaction was
             # never committed, so the database rolls it back; the windows stay due.

@@ -9,6 +9,7 @@ exactly where the last run left off.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
 import os
@@ -18,17 +19,20 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
 
 from collector.client import DevinClient
 from collector.collect import Policy, Report, Work, run_collection
 from collector.config import Config
-from collector.errors import StorageError
+from collector.errors import ConfigError, StorageError
 from collector.metrics import Metrics
 from collector.planner import plan, slack
 from collector.store import Store
@@ -37,6 +41,38 @@ from collector.throttle import Clock
 from collector.windows import floor_to, parse_duration
 
 log = logging.getLogger("collector.daemon")
+
+
+@contextmanager
+def sqlite_single_daemon(engine: Engine) -> Iterator[None]:
+    """On SQLite, hold an exclusive lock beside the database file for the daemon's lifetime:
+    a second daemon on the same file refuses to start. The operating system drops the lock
+    with the process, however it ends. PostgreSQL needs none: daemons share work by claims.
+    A backfill does not take this lock, so it can run beside a daemon."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(f"{database}.daemon.lock")
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"another `collector run` ({holder}) is already using {database}: SQLite takes "
+                "one daemon per database file. Stop it first, or move to PostgreSQL to run "
+                "several daemons (a `collector backfill` beside one daemon is fine)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 class Daemon:
@@ -67,6 +103,7 @@ class Daemon:
         #: flight (a read timeout each, twice for a retry). After that, others take over.
         self.lease = self.run_deadline + 2 * parse_duration(config.api.timeout)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.claim_batch = 2 * config.api.concurrency
         self.size = config.windows.seconds
         self.stopping = threading.Event()
         self._targets: dict[str, list[Target]] = {}
@@ -79,20 +116,29 @@ class Daemon:
     # -- one run ---------------------------------------------------------------------------
 
     def work_for(self, org_id: str, now: float) -> Iterator[Work]:
-        """The (target, window) pairs due for `org_id` at `now` and claimed by this daemon:
-        each target's open window first, then the rest oldest due first, targets in turns."""
-        per_target = []
+        """The (target, window) pairs due for `org_id` at `now`, claimed as they are taken:
+        each target's open window first, then the rest oldest due first, targets in turns.
+
+        Windows are claimed a few at a time, just before they are fetched, so daemons
+        running the same org at once split its windows between them, and a daemon that
+        dies holds only a handful of claims when it goes."""
         since = floor_to(now - self.horizon, self.size)  # where the planner's horizon starts
         cutoff = now + slack(self.interval)
+        plans = []
         for target in self._targets[org_id]:
             due, known = self.store.plan_inputs(target, cutoff, since)
-            windows = plan(now, self.size, due, known, self.horizon)
-            claimed = self.store.claim(
-                target, windows, owner=self.owner, now=now, cutoff=cutoff, lease=self.lease
-            )
-            per_target.append([(target, w) for w in windows if w.start in claimed])
-        for group in itertools.zip_longest(*per_target):
-            yield from (item for item in group if item is not None)
+            plans.append((target, plan(now, self.size, due, known, self.horizon)))
+        step = self.claim_batch
+        for offset in itertools.count(0, step):
+            chunks = [(t, windows[offset : offset + step]) for t, windows in plans]
+            if not any(chunk for _, chunk in chunks):
+                return
+            for target, chunk in chunks:
+                claimed = self.store.claim(
+                    target, chunk, owner=self.owner, now=self.clock(), cutoff=cutoff,
+                    lease=self.lease,
+                )
+                yield from ((target, w) for w in chunk if w.start in claimed)
 
     def run_org(self, org_id: str) -> Report | None:
         """One run for one org. Returns None when the org is resting or the daemon stops."""
@@ -117,13 +163,20 @@ class Daemon:
                 self._idle.notify_all()
 
     def _run(self, org_id: str, now: float) -> Report:
-        work = list(self.work_for(org_id, now))
+        taken = 0
+
+        def work() -> Iterator[Work]:
+            nonlocal taken
+            for item in self.work_for(org_id, now):
+                taken += 1
+                yield item
+
         metrics = self.metrics
         try:
             report = run_collection(
                 self.client,
                 self.store,
-                work,
+                work(),
                 policy=self.policy,
                 clock=self.clock,
                 concurrency=self.config.api.concurrency,
@@ -144,9 +197,8 @@ class Daemon:
         level = logging.INFO if report.ok else logging.WARNING
         log.log(
             level,
-            "run org=%s due=%d collected=%d failed=%d skipped=%d duration=%.2fs",
-            org_id, len(work), report.collected, report.failed_count,
-            len(work) - report.collected - report.failed_count, report.duration,
+            "run org=%s due=%d collected=%d failed=%d duration=%.2fs",
+            org_id, taken, report.collected, report.failed_count, report.duration,
         )
         for failure in report.failed[:5]:
             if not failure.access_denied:

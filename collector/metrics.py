@@ -8,6 +8,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from collector.errors import ConfigError
 from collector.records import Failed, Outcome
 
 
@@ -65,7 +66,13 @@ class Metrics:
                 self.retries.labels(org).inc(attempts - 1)
 
     def serve(self, host: str, port: int) -> None:
-        self._server, self._thread = start_http_server(port, host, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"[metrics]: cannot serve Prometheus metrics on {host}:{port} ({exc.strerror}); "
+                "choose another port"
+            ) from None
 
     @property
     def port(self) -> int | None:
