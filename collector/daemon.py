@@ -180,12 +180,18 @@ class Daemon:
                 policy=self.policy,
                 clock=self.clock,
                 concurrency=self.config.api.concurrency,
+                # one window a transaction: a daemon killed mid-run loses only what is in
+                # flight, and the daemon's volume makes the extra commits cheap
+                batch_size=1,
                 deadline=time.monotonic() + self.run_deadline,
                 stop=self.stopping.is_set,
                 on_saved=(lambda batch: metrics.saved(batch, self.clock())) if metrics else None,
             )
         finally:
-            self.store.release(self.owner)
+            try:
+                self.store.release(self.owner)
+            except StorageError as exc:
+                log.warning("%s; they expire by themselves within %ss", exc, self.lease)
         denied = [f for f in report.failed if f.access_denied]
         if denied:
             until = now + self.policy.access_error_backoff

@@ -7,11 +7,13 @@ one. A window first fetched after its last repoll age is settled at once.
 Runs drift by their jitter, so a fetch up to half an interval early counts for its due time,
 and a run takes every window due within half an interval from now. That slack is also what
 lets several daemons share the work: a window fetched by one of them is not due again for the
-others until its next due time.
+others until its next due time. Due times are whole seconds, rounded so that a window is never
+due sooner than its interval allows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
@@ -32,7 +34,7 @@ def after_success(
     again then. Without one (`collect`, `backfill`), nothing is fetched before it closes.
     """
     if interval and fetched_at + interval < window.end:
-        return int(fetched_at + interval), False
+        return math.ceil(fetched_at + interval), False
     effective = fetched_at + slack(interval)
     for age in repoll_ages:
         due = window.end + age

@@ -66,6 +66,7 @@ class Store:
     ) -> tuple[list[Due], set[int]]:
         """What the planner needs for one target: the windows the ledger holds as due by
         `cutoff`, and the starts of every window it knows from `since` on."""
+        cutoff = int(cutoff)  # due times are whole seconds
         c = LEDGER.c
         stmt = select(c.window_start, c.window_end, c.next_due_at, c.settled).where(
             c.org_id == target.org_id,
