@@ -167,7 +167,7 @@ def test_three_daemons_share_postgresql_and_survive_a_kill(
             procs[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
             wait_for(lambda: _stored(pg_url) >= 2 * 49, timeout=90)
-            time.sleep(3)  # a few more runs of the open window by the survivors
+            time.sleep(4)  # a few more runs of the open window by the survivors
         finally:
             for proc in procs[1:]:
                 proc.send_signal(signal.SIGTERM)
