@@ -41,13 +41,15 @@ AttemptHook = Callable[[str, str], None]
 class Credentials:
     """Tokens by org id. Its repr and str name how many, never which."""
 
-    __slots__ = ("_by_org",)
+    __slots__ = ("_by_org", "_ids")
 
     def __init__(self, by_org: Mapping[str, str]) -> None:
         self._by_org = dict(by_org)
+        numbers: dict[str, int] = {}
+        self._ids = {org: numbers.setdefault(t, len(numbers)) for org, t in self._by_org.items()}
 
     def __repr__(self) -> str:
-        return f"Credentials(<{len(set(self._by_org.values()))} token(s) hidden>)"
+        return f"Credentials(<{len(set(self._ids.values()))} token(s) hidden>)"
 
     __str__ = __repr__
 
@@ -57,8 +59,12 @@ class Credentials:
         except KeyError:
             raise CollectorError(f"no token was loaded for org {org_id!r}") from None
 
-    def distinct(self) -> set[str]:
-        return set(self._by_org.values())
+    def token_id(self, org_id: str) -> int:
+        """A number standing for the org's token: orgs sharing a token share its number."""
+        return self._ids[org_id]
+
+    def token_ids(self) -> set[int]:
+        return set(self._ids.values())
 
     def scrub(self, text: str) -> str:
         for token in self._by_org.values():
@@ -92,8 +98,8 @@ class DevinClient:
         self._on_attempt = on_attempt
         self._slots = threading.BoundedSemaphore(concurrency)
         self._limiters = {
-            token: RateLimiter(rate_limit, clock=monotonic, sleep=sleep)
-            for token in credentials.distinct()
+            token_id: RateLimiter(rate_limit, clock=monotonic, sleep=sleep)
+            for token_id in credentials.token_ids()
         }
 
     def __repr__(self) -> str:
@@ -115,7 +121,7 @@ class DevinClient:
         Raises a subclass of `ApiError`; see `collector.errors` for which to retry.
         """
         token = self._credentials.token(target.org_id)
-        limiter = self._limiters[token]
+        limiter = self._limiters[self._credentials.token_id(target.org_id)]
         attempt = 0
         while True:
             attempt += 1
