@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from collector.collect import Work
-from collector.db import describe_error
+from collector.db import describe_error, reading
 from collector.errors import StorageError
 from collector.store import LEDGER, Store
 from collector.targets import Target
@@ -93,7 +93,7 @@ def _done_starts(
         ),
     )
     try:
-        with store.engine.connect() as conn:
+        with reading(store.engine) as conn:
             return {to_timestamp(row[0]) for row in conn.execute(stmt)}
     except SQLAlchemyError as exc:
         raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None

@@ -157,10 +157,13 @@ def run(obj: Context) -> None:
         dbmod.require_current_schema(engine)
         metrics = Metrics()
         client = open_client(config, obj.env, on_attempt=metrics.attempt)
-        with sqlite_single_daemon(engine):
+        with sqlite_single_daemon(engine) as alone:
+            store = Store(engine)
+            if alone:
+                store.release(None)  # claims left behind by a daemon that was killed
             if config.metrics.port is not None:
                 metrics.serve(config.metrics.host, config.metrics.port)
-            daemon = Daemon(config, client, Store(engine), metrics=metrics)
+            daemon = Daemon(config, client, store, metrics=metrics)
             clean = daemon.serve()
             metrics.close()
         if not clean:

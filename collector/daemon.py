@@ -44,14 +44,16 @@ log = logging.getLogger("collector.daemon")
 
 
 @contextmanager
-def sqlite_single_daemon(engine: Engine) -> Iterator[None]:
+def sqlite_single_daemon(engine: Engine) -> Iterator[bool]:
     """On SQLite, hold an exclusive lock beside the database file for the daemon's lifetime:
     a second daemon on the same file refuses to start. The operating system drops the lock
     with the process, however it ends. PostgreSQL needs none: daemons share work by claims.
-    A backfill does not take this lock, so it can run beside a daemon."""
+    A backfill does not take this lock, so it can run beside a daemon.
+
+    Yields whether this process is now the only daemon of the database."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
+        yield False
         return
     path = Path(f"{database}.daemon.lock")
     handle = path.open("a+")
@@ -70,7 +72,7 @@ def sqlite_single_daemon(engine: Engine) -> Iterator[None]:
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
-        yield
+        yield True
     finally:
         handle.close()
 

@@ -12,7 +12,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -67,7 +67,18 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front, so two of them queue on the busy timeout
+        # instead of failing on a lock upgrade; readers never wait for writers (WAL).
+        reading = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "collector_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it never waits for a writer's lock."""
+    return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
@@ -97,7 +108,7 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for a database without the schema."""
     try:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, not_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from collector.db import describe_error
+from collector.db import describe_error, reading
 from collector.errors import StorageError
 from collector.store import LEDGER
 from collector.targets import Target
@@ -83,7 +83,7 @@ def target_status(
     )
     expected = count_windows(now - horizon, current.start, size)
     try:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = {(r.org_id, r.segment): r for r in conn.execute(summary)}
             failures = conn.execute(failing).all()
     except SQLAlchemyError as exc:

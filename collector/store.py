@@ -7,13 +7,15 @@ again replaces its values (an upsert), so re-collecting never duplicates anythin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from collector.db import describe_error
+from collector.db import describe_error, reading
 from collector.errors import StorageError
 from collector.planner import Due
 from collector.records import Collected, Failed, Outcome
@@ -30,6 +32,17 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = Writer(engine.dialect.name)
+        # SQLite has one writer at a time. Threads of this process queue here, in order,
+        # rather than in SQLite's busy handler, which sleeps in growing steps.
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction (committed on success), taken in turn on SQLite."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def save(self, outcomes: Sequence[Outcome]) -> None:
         """Write every outcome in one transaction. Raises `StorageError` on failure."""
@@ -38,7 +51,7 @@ class Store:
         collected = [o for o in outcomes if isinstance(o, Collected)]
         failed = [o for o in outcomes if isinstance(o, Failed)]
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 if collected:
                     self._save_collected(conn, collected)
                 if failed:
@@ -79,7 +92,7 @@ class Store:
         due: list[Due] = []
         known: set[int] = set()
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 for start, end, next_due, settled in conn.execute(stmt):
                     window = Window(to_timestamp(start), to_timestamp(end))
                     known.add(window.start)
@@ -128,7 +141,7 @@ class Store:
         insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
         claimed: set[int] = set()
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 for chunk in range(0, len(rows), 500):
                     values = insert(LEDGER).values(rows[chunk : chunk + 500])
                     stmt = values.on_conflict_do_update(
@@ -147,15 +160,14 @@ class Store:
             raise StorageError(f"could not claim windows: {describe_error(exc)}") from None
         return claimed
 
-    def release(self, owner: str) -> None:
-        """End every claim `owner` still holds (windows it claimed but did not reach)."""
+    def release(self, owner: str | None) -> None:
+        """End every claim `owner` still holds (windows it claimed but did not reach); with
+        None, every claim of anyone (for a daemon that knows it is the only one)."""
         c = LEDGER.c
+        stmt = update(LEDGER).values(lease_owner=None, lease_expires_at=None)
+        stmt = stmt.where(c.lease_owner.is_not(None) if owner is None else c.lease_owner == owner)
         try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(LEDGER)
-                    .where(c.lease_owner == owner)
-                    .values(lease_owner=None, lease_expires_at=None)
-                )
+            with self._transaction() as conn:
+                conn.execute(stmt)
         except SQLAlchemyError as exc:
             raise StorageError(f"could not release claims: {describe_error(exc)}") from None
