@@ -98,9 +98,9 @@ def run_collection(
 
     Outcomes are written `batch_size` at a time, or after `flush_every` seconds when they
     trickle in. `deadline` is a `time.monotonic` instant, and `stop` a flag polled between
-    pairs: pairs
-    not started by then are left for a later run (they stay due in the ledger) and are not
-    reported as failures. Fetches in flight finish and are written before this returns.
+    pairs; a write the database refuses stops the run the same way. Pairs not started by
+    then are left for a later run (they stay due in the ledger) and are not reported as
+    failures. Fetches in flight finish and are written before this returns.
     """
     report = Report()
     blocked: dict[str, AccessError] = {}
@@ -129,7 +129,10 @@ def run_collection(
         try:
             store.save(batch)
         except StorageError as exc:
+            # The database refuses writes (down, locked, full): fetching more would be
+            # wasted. Stop taking pairs; the rest stay due for a later run.
             log.error("%s", exc)
+            halted.set()
             batch = [_unsaved(o, exc, clock()) for o in batch]
         report.add(batch)
         if on_saved is not None:
@@ -137,7 +140,10 @@ def run_collection(
 
     # Workers pull pairs from the plan and push outcomes; this thread writes them. The
     # queue is bounded, so a slow database holds the fetching back instead of filling memory.
-    source = _until(iter(work), deadline, stop)
+    halted = threading.Event()
+    source = _until(
+        iter(work), deadline, lambda: halted.is_set() or (stop is not None and stop())
+    )
     source_lock = threading.Lock()
     outcomes: queue.Queue[Outcome | None] = queue.Queue(maxsize=batch_size * 4)
     crashed: list[BaseException] = []
