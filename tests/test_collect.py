@@ -177,7 +177,8 @@ def test_invalid_response_stores_nothing_and_stays_due(
     before = rows(engine, "SELECT * FROM session_metrics")
     sim.inject(Fault("body", patch={"sessions_created_count": -5}))
     clock.now = T0 + 2 * DAY
-    report = collect(client, engine, [(ALPHA, DAY0[0]), (ALPHA, DAY0[1])], clock)
+    report = collect(client, engine, [(ALPHA, DAY0[0]), (ALPHA, DAY0[1])], clock,
+                     concurrency=1)  # in order: the fault hits the first window
     assert [f.window for f in report.failed] == [DAY0[0]]
     assert "greater than or equal to 0" in report.failed[0].error
     assert report.collected == 1
