@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -31,9 +32,11 @@ def main() -> None:
             )
             return len(response.content)
 
+        started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             total = sum(pool.map(fetch, starts))
-    print(f"{len(starts)} windows, {total} bytes")
+        elapsed = time.perf_counter() - started
+    print(f"{len(starts)} windows, {total} bytes in {elapsed:.3f}s")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ pass_context = click.make_pass_decorator(Context)
 def print_report(report: Report, what: str) -> None:
     total = report.collected + report.failed_count
     click.echo(
-        f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.1f}s"
+        f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.2f}s"
     )
     if report.failed_count:
         click.echo(f"{report.failed_count} window(s) failed:", err=True)

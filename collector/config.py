@@ -127,6 +127,15 @@ class ScheduleConfig(_Section):
     access_error_backoff: Duration = "1h"
     shutdown_grace: Duration = "30s"
 
+    @model_validator(mode="after")
+    def _jitter_within_slack(self) -> ScheduleConfig:
+        if 2 * parse_duration(self.jitter, allow_zero=True) >= parse_duration(self.interval):
+            raise ValueError(
+                f"jitter ({self.jitter}) must be less than half the interval ({self.interval}), "
+                "or runs could skip or repeat a due window"
+            )
+        return self
+
     @field_validator("repoll_ages")
     @classmethod
     def _ascending(cls, value: list[str]) -> list[str]:

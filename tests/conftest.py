@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,13 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     base = _postgres_url()
     assert base is not None
+    with postgres_schema(base) as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A URL for a schema of its own on the PostgreSQL server at `base`, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as conn:
@@ -160,6 +169,22 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def sqlite_tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every stored value of a SQLite database (not fetch times), in a stable order."""
+    with sqlite3.connect(path) as conn:
+        return {
+            "windows": conn.execute(
+                "SELECT org_id, segment, window_start, window_end, sessions_created_count,"
+                " sessions_created_with_playbook_count, sessions_created_with_search_count,"
+                " sessions_with_merged_prs_count, avg_acus_per_session, raw_body"
+                " FROM metric_windows ORDER BY 1, 2, 3").fetchall(),
+            "origins": conn.execute(
+                "SELECT * FROM metric_window_origins ORDER BY 1, 2, 3, 4").fetchall(),
+            "sizes": conn.execute(
+                "SELECT * FROM metric_window_sizes ORDER BY 1, 2, 3, 4").fetchall(),
+        }
 
 
 @pytest.fixture

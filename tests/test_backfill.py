@@ -25,7 +25,7 @@ from collector.simulator import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import DAY, windows_between
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, sqlite_tables
 from tests.test_collect import ts
 
 SINCE, UNTIL = "2026-10-01", "2026-10-03"
@@ -196,24 +196,6 @@ def test_reporter_logs_progress_when_not_interactive(caplog: pytest.LogCaptureFi
     assert "ETA" in caplog.text
 
 
-def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    with sqlite3.connect(path) as conn:
-        return {
-            "windows": conn.execute(
-                "SELECT org_id, segment, window_start, window_end, sessions_created_count,"
-                " sessions_created_with_playbook_count, sessions_created_with_search_count,"
-                " sessions_with_merged_prs_count, avg_acus_per_session FROM metric_windows"
-                " ORDER BY 1, 2, 3").fetchall(),
-            "origins": conn.execute(
-                "SELECT * FROM metric_window_origins ORDER BY 1, 2, 3, 4").fetchall(),
-            "sizes": conn.execute(
-                "SELECT * FROM metric_window_sizes ORDER BY 1, 2, 3, 4").fetchall(),
-            "ledger": conn.execute(
-                "SELECT org_id, segment, window_start, settled FROM collection_ledger"
-                " ORDER BY 1, 2, 3").fetchall(),
-        }
-
-
 def _backfill_process(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "collector", "--config", str(config), "backfill",
@@ -240,7 +222,8 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        after_kill = {(r[0], r[1], r[2]) for r in _tables(killed_dir / "c.db")["windows"]}
+        stored = sqlite_tables(killed_dir / "c.db")["windows"]
+        after_kill = {(r[0], r[1], r[2]) for r in stored}
         assert 0 < len(after_kill) < 3 * 96
 
         sim.reset_stats()
@@ -260,7 +243,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         proc = _backfill_process(clean)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    assert _tables(killed_dir / "c.db") == _tables(clean_dir / "c.db")
+    assert sqlite_tables(killed_dir / "c.db") == sqlite_tables(clean_dir / "c.db")
 
 
 @pytest.mark.slow

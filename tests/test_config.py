@@ -55,6 +55,8 @@ def test_config_path_resolution(tmp_path: Path) -> None:
         (MINIMAL + "[schedule]\ninterval = \"soon\"\n", "schedule.interval", "not a duration"),
         (MINIMAL + "[schedule]\nrepoll_ages = [\"1d\", \"1h\"]\n", "schedule.repoll_ages",
          "strictly increasing"),
+        (MINIMAL + "[schedule]\ninterval = \"1m\"\njitter = \"30s\"\n", "schedule",
+         "less than half the interval"),
         ('[[orgs]]\nid = "org/../etc"\n', "orgs[0].id", "not an organization id"),
         ('[[orgs]]\nid = "../x"\n', "orgs[0].id", "not an organization id"),
         ('[[orgs]]\nid = "org-a"\n[[orgs]]\nid = "org-a"\n', "(top level)", "org ids repeat"),

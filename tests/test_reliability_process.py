@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from collector.simulator import Simulator, TokenGrant
+from tests.conftest import sqlite_tables
 from tests.test_daemon_process import wait_for
 
 pytestmark = pytest.mark.slow
@@ -63,21 +64,6 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]
     return proc.returncode, out + err
 
 
-def tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
-    with sqlite3.connect(db) as conn:
-        return {
-            "windows": conn.execute(
-                "SELECT org_id, segment, window_start, window_end, sessions_created_count,"
-                " sessions_created_with_playbook_count, sessions_created_with_search_count,"
-                " sessions_with_merged_prs_count, avg_acus_per_session, raw_body"
-                " FROM metric_windows ORDER BY 1, 2, 3").fetchall(),
-            "origins": conn.execute(
-                "SELECT * FROM metric_window_origins ORDER BY 1, 2, 3, 4").fetchall(),
-            "sizes": conn.execute(
-                "SELECT * FROM metric_window_sizes ORDER BY 1, 2, 3, 4").fetchall(),
-        }
-
-
 def upgrade(config: Path) -> None:
     code, out = finish(collector(config, "db", "upgrade"))
     assert code == 0, out
@@ -97,17 +83,18 @@ def test_kill_9_during_a_daemon_run_then_a_rerun_equals_an_uninterrupted_run(
     wait_for(lambda: frozen_sim.count(status=200) >= 40)
     proc.send_signal(signal.SIGKILL)
     finish(proc)
-    partial = len(tables(tmp_path / "killed" / "c.db")["windows"])
+    partial = len(sqlite_tables(tmp_path / "killed" / "c.db")["windows"])
     assert 0 < partial < 2 * 97
     # the re-run, and an uninterrupted run beside it, each until all is collected
     for config in (killed, clean):
         proc = collector(config, "run")
         db = config.parent / "c.db"
-        wait_for(lambda db=db: len(tables(db)["windows"]) >= 2 * 97, timeout=90)
+        wait_for(lambda db=db: len(sqlite_tables(db)["windows"]) >= 2 * 97, timeout=90)
         proc.send_signal(signal.SIGTERM)
         code, out = finish(proc)
         assert code == 0, out
-    first, second = tables(tmp_path / "killed" / "c.db"), tables(tmp_path / "clean" / "c.db")
+    first = sqlite_tables(tmp_path / "killed" / "c.db")
+    second = sqlite_tables(tmp_path / "clean" / "c.db")
     common = {row[:3] for row in first["windows"]} & {row[:3] for row in second["windows"]}
     assert len(common) >= 2 * 97
     for name in first:

@@ -23,7 +23,7 @@ from collector.simulator import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import window_at, windows_between
-from tests.conftest import PG_ENV, T0, TOKEN, FakeClock
+from tests.conftest import PG_ENV, T0, TOKEN, FakeClock, postgres_schema
 from tests.test_daemon_process import wait_for
 
 MakeClient = Callable[..., DevinClient]
@@ -124,16 +124,8 @@ def pg_url() -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (the CI script sets it)")
-    schema = f"t_multi_{os.getpid()}_{time.monotonic_ns() % 10**8}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base) as url:
+        yield url
 
 
 def _config(tmp_path: Path, base_url: str, db_url: str) -> Path:
@@ -143,7 +135,7 @@ def _config(tmp_path: Path, base_url: str, db_url: str) -> Path:
         f'[api]\nbase_url = "{base_url}"\nconcurrency = 2\nrate_limit = 200\ntimeout = "2s"\n'
         '[windows]\nsize = "5m"\n'
         '[schedule]\ninterval = "2s"\ncatchup_horizon = "4h"\nrepoll_ages = ["1h"]\n'
-        'jitter = "1s"\nshutdown_grace = "10s"\n'
+        'jitter = "0s"\nshutdown_grace = "10s"\n'
         '[[orgs]]\nid = "org-alpha"\n[[orgs]]\nid = "org-beta"\n'
     )
     return path
