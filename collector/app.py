@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from sqlalchemy import Engine
 
 from collector.client import AttemptHook, DevinClient, make_client
-from collector.config import Config
+from collector.config import Config, resolve_token
 from collector.db import create_engine_for
 from collector.logs import register_secrets
 from collector.windows import parse_duration
@@ -30,7 +30,7 @@ def open_client(
     """The API client for the orgs named (all by default); their tokens are registered for
     scrubbing from every log line before any request is made."""
     orgs = [o for o in config.orgs if not org_ids or o.id in org_ids]
-    register_secrets(*(env.get(config.token_env_for(o), "") for o in orgs))
+    register_secrets(*(resolve_token(config, o, env) for o in orgs))
     return make_client(
         config,
         env,

@@ -214,7 +214,8 @@ class DevinClient:
         self, target: Target, window: Window, response: httpx.Response
     ) -> ApiError:
         status = response.status_code
-        detail = self._credentials.scrub(_problem_detail(response.content))
+        # scrubbed whole, before it is shortened: a cut token would no longer match
+        detail = _problem_detail(self._credentials.scrub(response.text))
         org = target.org_id
         where = f"{target} {window}"
         if status == 401:
@@ -261,11 +262,11 @@ class DevinClient:
         )
 
 
-def _problem_detail(body: bytes, limit: int = 300) -> str:
+def _problem_detail(body: str, limit: int = 300) -> str:
     """A short, printable summary of an error body: RFC 9457 detail or 422 detail list."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except json.JSONDecodeError:
         return ""
     text = ""
     if isinstance(data, dict):

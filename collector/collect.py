@@ -93,6 +93,7 @@ def run_collection(
     deadline: float | None = None,
     stop: Callable[[], bool] | None = None,
     on_saved: Callable[[Sequence[Outcome]], None] | None = None,
+    owner: str | None = None,
 ) -> Report:
     """Fetch every pair of `work` and store what came back. Never raises for one window.
 
@@ -100,7 +101,8 @@ def run_collection(
     trickle in. `deadline` is a `time.monotonic` instant, and `stop` a flag polled between
     pairs; a write the database refuses stops the run the same way. Pairs not started by
     then are left for a later run (they stay due in the ledger) and are not reported as
-    failures. Fetches in flight finish and are written before this returns.
+    failures. Fetches in flight finish and are written before this returns. `owner` names the
+    claims (see `Store.claim`) that writing the outcomes ends.
     """
     report = Report()
     blocked: dict[str, AccessError] = {}
@@ -127,7 +129,7 @@ def run_collection(
         batch = pending.copy()
         pending.clear()
         try:
-            store.save(batch)
+            store.save(batch, owner)
         except StorageError as exc:
             # The database refuses writes (down, locked, full): fetching more would be
             # wasted. Stop taking pairs; the rest stay due for a later run.
@@ -169,16 +171,23 @@ def run_collection(
         thread.start()
     running = len(workers)
     last_flush = time.monotonic()
-    while running:
-        outcome = outcomes.get()
-        if outcome is None:
-            running -= 1
-            continue
-        pending.append(outcome)
-        if len(pending) >= batch_size or time.monotonic() - last_flush >= flush_every:
-            flush()
-            last_flush = time.monotonic()
-    flush()
+    try:
+        while running:
+            outcome = outcomes.get()
+            if outcome is None:
+                running -= 1
+                continue
+            pending.append(outcome)
+            if len(pending) >= batch_size or time.monotonic() - last_flush >= flush_every:
+                flush()
+                last_flush = time.monotonic()
+        flush()
+    finally:
+        if running:  # something above raised: let the workers finish and leave
+            halted.set()
+            while running:
+                if outcomes.get() is None:
+                    running -= 1
     for thread in workers:
         thread.join()
     report.finished = time.monotonic()

@@ -301,4 +301,10 @@ def resolve_token(config: Config, org: OrgConfig, env: Mapping[str, str]) -> str
             f"no API token for org {org.id!r}: set the environment variable {name} "
             "to a Devin service-user token (cog_...)"
         )
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        # never echo the value: it is a secret, however malformed
+        raise ConfigError(
+            f"the environment variable {name} (token of org {org.id!r}) holds spaces, line "
+            "breaks or other characters a token cannot have: check how it was set"
+        )
     return token

@@ -117,7 +117,7 @@ class Daemon:
 
     # -- one run ---------------------------------------------------------------------------
 
-    def work_for(self, org_id: str, now: float) -> Iterator[Work]:
+    def work_for(self, org_id: str, now: float, owner: str) -> Iterator[Work]:
         """The (target, window) pairs due for `org_id` at `now`, claimed as they are taken:
         each target's open window first, then the rest oldest due first, targets in turns.
 
@@ -137,24 +137,24 @@ class Daemon:
                 return
             for target, chunk in chunks:
                 claimed = self.store.claim(
-                    target, chunk, owner=self.owner, now=self.clock(), cutoff=cutoff,
+                    target, chunk, owner=owner, now=self.clock(), cutoff=cutoff,
                     lease=self.lease,
                 )
                 yield from ((target, w) for w in chunk if w.start in claimed)
 
     def run_org(self, org_id: str) -> Report | None:
         """One run for one org. Returns None when the org is resting or the daemon stops."""
-        if self.stopping.is_set():
-            return None
-        now = self.clock()
-        resting = self._resting_until.get(org_id, 0.0)
-        if now < resting:
-            log.info("org %s rests after an access error until %s", org_id,
-                     datetime.fromtimestamp(resting, UTC).isoformat(timespec="seconds"))
-            return None
-        with self._idle:
+        with self._idle:  # counted before the check, so `wait_idle` cannot miss this run
             self._active += 1
         try:
+            if self.stopping.is_set():
+                return None
+            now = self.clock()
+            resting = self._resting_until.get(org_id, 0.0)
+            if now < resting:
+                log.info("org %s rests after an access error until %s", org_id,
+                         datetime.fromtimestamp(resting, UTC).isoformat(timespec="seconds"))
+                return None
             return self._run(org_id, now)
         except StorageError as exc:
             log.error("run for org %s failed: %s", org_id, exc)
@@ -166,10 +166,13 @@ class Daemon:
 
     def _run(self, org_id: str, now: float) -> Report:
         taken = 0
+        # Each run claims under a name of its own: runs of other orgs in this process end
+        # their own claims, never this one's.
+        owner = f"{self.owner}:{org_id}:{uuid.uuid4().hex[:6]}"
 
         def work() -> Iterator[Work]:
             nonlocal taken
-            for item in self.work_for(org_id, now):
+            for item in self.work_for(org_id, now, owner):
                 taken += 1
                 yield item
 
@@ -188,10 +191,11 @@ class Daemon:
                 deadline=time.monotonic() + self.run_deadline,
                 stop=self.stopping.is_set,
                 on_saved=(lambda batch: metrics.saved(batch, self.clock())) if metrics else None,
+                owner=owner,
             )
         finally:
             try:
-                self.store.release(self.owner)
+                self.store.release(owner)
             except StorageError as exc:
                 log.warning("%s; they expire by themselves within %ss", exc, self.lease)
         denied = [f for f in report.failed if f.access_denied]

@@ -113,7 +113,7 @@ def current_revision(engine: Engine) -> str | None:
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the database: {_short(exc)}") from None
+        raise StorageError(f"cannot read the database: {describe_error(exc)}") from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -136,7 +136,7 @@ def _run(engine: Engine, action: Any, revision: str) -> None:
             cfg.attributes["connection"] = conn
             action(cfg, revision)
     except SQLAlchemyError as exc:
-        raise StorageError(f"migration failed: {_short(exc)}") from None
+        raise StorageError(f"migration failed: {describe_error(exc)}") from None
 
 
 def require_current_schema(engine: Engine) -> None:
@@ -156,11 +156,7 @@ def require_current_schema(engine: Engine) -> None:
         )
 
 
-def _short(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a database error for logs and reports."""
     text = str(getattr(exc, "orig", None) or exc)
     return " ".join(text.split())[:300]
-
-
-def describe_error(exc: SQLAlchemyError) -> str:
-    """A one-line description of a database error for logs and reports."""
-    return _short(exc)

@@ -52,10 +52,6 @@ class SessionMetrics(BaseModel):
     def _size_defaults(cls, value: Buckets) -> Buckets:
         return _with_defaults(value, SIZES)
 
-    @property
-    def total_acus(self) -> float:
-        return self.avg_acus_per_session * self.sessions_created_count
-
 
 @dataclass(frozen=True, slots=True)
 class Fetched:

@@ -30,8 +30,9 @@ def after_success(
 ) -> tuple[int | None, bool]:
     """``(next_due_at, settled)`` for a window fetched successfully at `fetched_at`.
 
-    With an `interval` (the daemon), a window that will still be open at the next run is due
-    again then. Without one (`collect`, `backfill`), nothing is fetched before it closes.
+    With an `interval`, a window that will still be open at the next run is due again then;
+    every command passes the configured one, so an open window fetched by `collect` or
+    `backfill` is due again at the daemon's next run. With 0, nothing is due before it closes.
     """
     if interval and fetched_at + interval < window.end:
         return math.ceil(fetched_at + interval), False

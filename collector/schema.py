@@ -1,6 +1,7 @@
 """The tables, as typed SQLAlchemy models. Migrations in `migrations/` create them.
 
-Users read the views (see `collector.views` and docs/sql.md), not these tables.
+Users read the views (created by `migrations/versions/0001_initial.py`, documented in
+docs/sql.md), not these tables.
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().bind_processor(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        # PostgreSQL only: SQLite binds through `bind_processor` above
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given where UTC is required")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

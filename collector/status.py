@@ -15,7 +15,7 @@ from collector.db import describe_error, reading
 from collector.errors import StorageError
 from collector.store import LEDGER
 from collector.targets import Target
-from collector.windows import count_windows, to_datetime, to_timestamp, window_at
+from collector.windows import count_windows, floor_to, to_datetime, to_timestamp, window_at
 
 
 @dataclass
@@ -57,7 +57,7 @@ def target_status(
     """Status of every target. `missing` counts closed windows inside the catch-up horizon
     never collected; `stale` is set when the last success is older than `max_age`."""
     c = LEDGER.c
-    since = to_datetime(int(now - horizon))
+    since = to_datetime(floor_to(now - horizon, size))  # where `expected` starts counting
     current = window_at(now, size)
     collected = c.fetch_count > 0
     summary = (

@@ -44,8 +44,9 @@ class Store:
         with self._write_lock, self.engine.begin() as conn:
             yield conn
 
-    def save(self, outcomes: Sequence[Outcome]) -> None:
-        """Write every outcome in one transaction. Raises `StorageError` on failure."""
+    def save(self, outcomes: Sequence[Outcome], owner: str | None = None) -> None:
+        """Write every outcome in one transaction; the claims `owner` holds on them end.
+        Raises `StorageError` on failure."""
         if not outcomes:
             return
         collected = [o for o in outcomes if isinstance(o, Collected)]
@@ -53,10 +54,11 @@ class Store:
         try:
             with self._transaction() as conn:
                 if collected:
-                    self._save_collected(conn, collected)
+                    self._save_collected(conn, collected, owner)
                 if failed:
                     conn.exec_driver_sql(
-                        self._writer.ledger_failure, self._writer.ledger_failure_rows(failed)
+                        self._writer.ledger_failure,
+                        self._writer.ledger_failure_rows(failed, owner),
                     )
         except SQLAlchemyError as exc:
             raise StorageError(
@@ -64,7 +66,9 @@ class Store:
                 f"{describe_error(exc)}; they stay due"
             ) from None
 
-    def _save_collected(self, conn: Connection, items: list[Collected]) -> None:
+    def _save_collected(
+        self, conn: Connection, items: list[Collected], owner: str | None
+    ) -> None:
         w = self._writer
         keys = w.key_rows(items)
         conn.exec_driver_sql(w.upsert_windows, w.window_rows(items))
@@ -72,7 +76,7 @@ class Store:
         conn.exec_driver_sql(w.delete_sizes, keys)
         conn.exec_driver_sql(w.insert_origins, w.origin_rows(items))
         conn.exec_driver_sql(w.insert_sizes, w.size_rows(items))
-        conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items))
+        conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items, owner))
 
     def plan_inputs(
         self, target: Target, cutoff: float, since: float

@@ -64,11 +64,20 @@ class Writer:
         self.delete_sizes = self._delete(SIZES)
         self.insert_origins = self._insert(ORIGINS)
         self.insert_sizes = self._insert(SIZES)
+        # A claim ends with the outcome of its holder only: a writer whose own claim expired
+        # (or who held none, like a backfill) leaves the current holder's claim alone.
+        release = {
+            "lease_owner": f"CASE WHEN collection_ledger.lease_owner = {self._ph} THEN NULL "
+            "ELSE collection_ledger.lease_owner END",
+            "lease_expires_at": f"CASE WHEN collection_ledger.lease_owner = {self._ph} "
+            "THEN NULL ELSE collection_ledger.lease_expires_at END",
+        }
         self.ledger_success = self._upsert(
             LEDGER,
             first_fetched_at="COALESCE(collection_ledger.first_fetched_at, "
             "excluded.first_fetched_at)",
             fetch_count="collection_ledger.fetch_count + 1",
+            **release,
         )
         self.ledger_failure = self._upsert(
             LEDGER,
@@ -77,6 +86,7 @@ class Writer:
             fetch_count="collection_ledger.fetch_count",
             failure_count="collection_ledger.failure_count + 1",
             settled="collection_ledger.settled",
+            **release,
         )
 
     # -- statements ------------------------------------------------------------------------
@@ -147,7 +157,7 @@ class Writer:
             ]
         return rows
 
-    def ledger_success_rows(self, items: Sequence[Collected]) -> list[Row]:
+    def ledger_success_rows(self, items: Sequence[Collected], owner: str | None) -> list[Row]:
         rows = []
         for item in items:
             fetched_at = self._ts(to_datetime(int(item.fetched.fetched_at)))
@@ -162,12 +172,14 @@ class Writer:
                 None,  # last_error_at
                 self._due(item.next_due_at),
                 item.settled,
-                None,  # lease_owner: the work is done, the claim ends
+                None,  # lease_owner of a new row: no claim
                 None,  # lease_expires_at
+                owner,  # whose claim the upsert ends (see `release` above)
+                owner,
             ))
         return rows
 
-    def ledger_failure_rows(self, items: Sequence[Failed]) -> list[Row]:
+    def ledger_failure_rows(self, items: Sequence[Failed], owner: str | None) -> list[Row]:
         return [
             (
                 *self._key(item),
@@ -180,8 +192,10 @@ class Writer:
                 self._ts(to_datetime(int(item.at))),
                 self._due(item.next_due_at),
                 False,  # settled (kept)
-                None,  # lease_owner: the attempt is over, the claim ends
+                None,  # lease_owner of a new row: no claim
                 None,  # lease_expires_at
+                owner,  # whose claim the upsert ends (see `release` above)
+                owner,
             )
             for item in items
         ]

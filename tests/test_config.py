@@ -100,6 +100,16 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", {})
 
 
+@pytest.mark.parametrize("value", ["cog_a\ncog_b", "cog a", "cog_\x00x", "cog_é"])
+def test_malformed_token_is_refused_without_echoing_it(tmp_path: Path, value: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL), {})
+    with pytest.raises(ConfigError) as info:
+        resolve_token(config, config.orgs[0], {"DEVIN_API_TOKEN": value})
+    assert "DEVIN_API_TOKEN" in str(info.value)
+    assert value not in str(info.value)
+    assert resolve_token(config, config.orgs[0], {"DEVIN_API_TOKEN": " cog_ok\n"}) == "cog_ok"
+
+
 def test_missing_token_names_org_and_variable(tmp_path: Path) -> None:
     text = MINIMAL + '[[orgs]]\nid = "org-two"\ntoken_env = "TOKEN_TWO"\n'
     config = load_config(write(tmp_path, text), {})

@@ -98,11 +98,11 @@ class StopsTheDatabaseOnFirstSave(Store):
         self.cluster = cluster
         self.tripped = False
 
-    def save(self, outcomes: Sequence[Outcome]) -> None:
+    def save(self, outcomes: Sequence[Outcome], owner: str | None = None) -> None:
         if not self.tripped:
             self.tripped = True
             self.cluster.stop()
-        super().save(outcomes)
+        super().save(outcomes, owner)
 
 
 def test_runs_fail_cleanly_while_the_database_is_down_and_recover_without_restart(

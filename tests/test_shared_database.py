@@ -97,6 +97,30 @@ def test_claims_of_a_dead_daemon_expire_and_are_taken_over(
     assert {r.time_after for r in sim.requests} >= held  # expired claims: taken over
 
 
+def test_an_outcome_ends_only_its_own_writers_claim(
+    sim: Simulator, two_daemons: list[Daemon], clock: FakeClock, engine: Engine
+) -> None:
+    """A writer whose claim expired (or who held none) leaves the current holder's claim."""
+    from collector.collect import Policy, run_collection
+
+    clock.now = T0 + 600
+    store = Store(engine)
+    window = windows_between(T0 - 3600, T0, 3600)
+    (only,) = list(window)
+    assert store.claim(Target("org-alpha"), [only], owner="holder", now=clock.now,
+                       cutoff=clock.now, lease=600) == {only.start}
+    report = run_collection(two_daemons[0].client, store, [(Target("org-alpha"), only)],
+                            policy=Policy(), clock=clock, owner="someone-else")
+    assert report.ok
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT lease_owner FROM collection_ledger")).scalar() == (
+            "holder")
+    run_collection(two_daemons[0].client, store, [(Target("org-alpha"), only)],
+                   policy=Policy(), clock=clock, owner="holder")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT lease_owner FROM collection_ledger")).scalar() is None
+
+
 def test_a_second_daemon_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
     from tests.test_daemon_process import collector, upgrade, write_config
 
