@@ -132,14 +132,18 @@ def make_client(sim: Simulator, clock: FakeClock) -> Iterator[Callable[..., Devi
         client.close()
 
 
-def _postgres_url() -> str | None:
-    return os.environ.get(PG_ENV) or None
+def postgres_url() -> str:
+    """The test server's URL; without it the calling test is skipped, saying why."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (the CI script sets it)")
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgresql" and not _postgres_url():
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (the CI script sets it)")
+    if request.param == "postgresql":
+        postgres_url()
     return str(request.param)
 
 
@@ -149,9 +153,7 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'collector.db'}"
         return
-    base = _postgres_url()
-    assert base is not None
-    with postgres_schema(base) as url:
+    with postgres_schema(postgres_url()) as url:
         yield url
 
 

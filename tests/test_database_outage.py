@@ -7,7 +7,6 @@ as the postgres user, on a spare port), so the shared server stays up.
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from collector.records import Outcome
 from collector.simulator import Simulator
 from collector.store import Store
 from collector.windows import windows_between
-from tests.conftest import PG_ENV, T0, FakeClock, config_data
+from tests.conftest import T0, FakeClock, config_data, postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +61,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    if not os.environ.get(PG_ENV):
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (the CI script sets it)")
+    postgres_url()  # skipped, saying why, where the PostgreSQL tests are
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     assert found, "PostgreSQL server binaries (initdb) are not installed"
     assert shutil.which("runuser"), "runuser is needed to start a cluster as postgres"

@@ -23,7 +23,7 @@ from collector.simulator import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import window_at, windows_between
-from tests.conftest import PG_ENV, T0, TOKEN, FakeClock, postgres_schema
+from tests.conftest import T0, TOKEN, FakeClock, postgres_schema, postgres_url
 from tests.test_daemon_process import wait_for
 
 MakeClient = Callable[..., DevinClient]
@@ -145,10 +145,7 @@ def test_a_second_daemon_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A schema of its own on the shared PostgreSQL server."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (the CI script sets it)")
-    with postgres_schema(base) as url:
+    with postgres_schema(postgres_url()) as url:
         yield url
 
 
