@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,36 +61,28 @@ def measured(cmd: list[str], env: dict[str, str]) -> Measured:
 
 
 @contextmanager
-def simulator(*args: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector",
-            "simulate",
-            "--port",
-            "0",
-            "--org",
-            "org-bench",
-            "--token",
-            TOKEN,
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def server(cmd: list[str]) -> Iterator[str]:
+    """Start a server process that prints its URL on its first line; yield the URL."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"(http://\S+)", line)
     if match is None:
         proc.kill()
-        raise SystemExit(f"simulator did not start: {line!r}")
+        raise SystemExit(f"{cmd[:4]} did not start: {line!r}")
     try:
         yield match.group(1)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         proc.stdout.close()
+
+
+def simulator(*args: str) -> AbstractContextManager[str]:
+    return server(
+        [sys.executable, "-m", "collector", "simulate", "--port", "0", "--org", "org-bench",
+         "--token", TOKEN, *args]
+    )
 
 
 def backfill(

@@ -16,15 +16,14 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backfill import ROOT, SINCE, TOKEN, simulator
+from backfill import ROOT, SINCE, TOKEN, server, simulator
 
 LATENCY, CONCURRENCY, WINDOWS = 0.05, 16, 3200
 IDEAL = CONCURRENCY / LATENCY
@@ -53,19 +52,8 @@ asyncio.run(main())
 """
 
 
-@contextmanager
-def minimal_server() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-c", _MINIMAL_SERVER, str(LATENCY)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match is not None
-    try:
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        proc.stdout.close()
+def minimal_server() -> AbstractContextManager[str]:
+    return server([sys.executable, "-c", _MINIMAL_SERVER, str(LATENCY)])
 
 
 def threads(url: str) -> float:
@@ -103,9 +91,9 @@ def asynchronous(url: str) -> float:
 
 def main() -> None:
     print(f"C = {CONCURRENCY}, L = {LATENCY * 1000:.0f} ms: C/L = {IDEAL:.0f} requests/s")
-    for name, server in (("simulator", lambda: simulator("--latency", str(LATENCY))),
+    for name, start in (("simulator", lambda: simulator("--latency", str(LATENCY))),
                          ("minimal asyncio server", minimal_server)):
-        with server() as url:
+        with start() as url:
             for client, measure in (("httpx, 16 threads", threads),
                                     ("httpx.AsyncClient", asynchronous)):
                 rate = measure(url)
