@@ -4,41 +4,41 @@ The plan is streamed: windows are generated a day at a time for every target (ta
 turns, so tokens share the load), and each day's ledger entries are read in one query to skip
 what is done. A range of five years for a hundred orgs never exists as a list in memory.
 
-A window counts as done, and is skipped, when it is settled, or when it has been collected
-and is not yet due again. With `--force` nothing is skipped. What a killed backfill had
-written is therefore skipped by the next one: it resumes instead of starting over.
+A window counts as done, and is skipped, when the ledger does not hold it as due: the same
+rule the daemon plans by (settled, or collected and not yet due again). Windows are claimed
+like the daemon's, so a backfill beside daemons never fetches a window one of them is
+fetching. With `--force` settled windows are fetched again. What a killed backfill had
+written is skipped by the next one, and the claims it left are let go: it resumes instead of
+starting over.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from collector.collect import Work
-from collector.db import describe_error, reading
-from collector.errors import StorageError
-from collector.store import LEDGER, Store
+from collector.store import Store
 from collector.targets import Target
+from collector.throttle import Clock
 from collector.windows import (
     DAY,
+    ceil_to,
     count_windows,
     floor_to,
-    to_datetime,
-    to_timestamp,
+    window_at,
     windows_between,
 )
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def parse_when(text: str) -> int:
-    """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds."""
+def parse_when(text: str) -> float:
+    """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds,
+    fractions kept: range ends are rounded by one rule, in `Range.snapped`."""
     value = text.strip()
     try:
         if _DATE.match(value):
@@ -51,12 +51,13 @@ def parse_when(text: str) -> int:
         raise ValueError(
             f"{text!r} is not a date: write 2026-01-31 (UTC) or 2026-01-31T12:00:00Z"
         ) from None
-    return int(moment.timestamp())
+    return moment.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """The windows of `size` seconds overlapping ``[since, until)``, snapped to boundaries."""
+    """The windows of `size` seconds overlapping ``[since, until)``, snapped to boundaries
+    by the one rounding rule (`floor_to` and `ceil_to`, as `count_windows` counts)."""
 
     since: int
     until: int
@@ -65,7 +66,7 @@ class Range:
     @classmethod
     def snapped(cls, since: float, until: float, size: int) -> Range:
         start = floor_to(since, size)
-        end = -(-int(until) // size) * size  # up to the next boundary
+        end = ceil_to(until, size)
         if end <= start:
             raise ValueError(
                 "the date range is empty or the wrong way round: --since must come "
@@ -73,30 +74,28 @@ class Range:
             )
         return cls(start, end, size)
 
+    @classmethod
+    def up_to_now(cls, since: float, until: float, size: int, now: float) -> tuple[Range, bool]:
+        """The range, its end clamped to the end of the open window at `now`: a window that
+        has not started is never fetched (its zeros would read as truth). Returns the range
+        and whether `until` was clamped."""
+        open_end = window_at(now, size).end
+        if floor_to(since, size) >= open_end:
+            raise ValueError("--since is in the future: there is nothing to fetch yet")
+        return cls.snapped(since, min(until, open_end), size), until > open_end
+
     @property
     def windows_per_target(self) -> int:
         return count_windows(self.since, self.until, self.size)
 
 
-def _done_starts(
-    store: Store, target: Target, start: int, end: int, now: float
-) -> set[int]:
-    c = LEDGER.c
-    stmt = select(c.window_start).where(
-        c.org_id == target.org_id,
-        c.segment == target.segment,
-        c.window_start >= to_datetime(start),
-        c.window_start < to_datetime(end),
-        or_(
-            c.settled.is_(True),
-            and_(c.fetch_count > 0, c.next_due_at > to_datetime(int(now))),
-        ),
-    )
-    try:
-        with reading(store.engine) as conn:
-            return {to_timestamp(row[0]) for row in conn.execute(stmt)}
-    except SQLAlchemyError as exc:
-        raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """Claim windows as the daemon does, so a backfill and daemons never fetch one window
+    at once: under the name `owner`, each for `lease` seconds (see `Store.claim`)."""
+
+    owner: str
+    lease: float
 
 
 def plan(
@@ -104,20 +103,38 @@ def plan(
     targets: Sequence[Target],
     span: Range,
     *,
-    now: float,
+    clock: Clock,
+    interval: int,
+    claims: Claims | None,
     force: bool = False,
     on_skip: Callable[[int], None] | None = None,
 ) -> Iterator[Work]:
-    """The (target, window) pairs still to fetch, a day of windows at a time."""
+    """The (target, window) pairs still to fetch, a day of windows at a time.
+
+    A window is skipped when the ledger does not hold it as due (the daemon's rule,
+    `due_clause`: settled, or collected and not yet due again) or another process holds
+    it. With `claims`, the rest are claimed just before they are handed out; without, the
+    plan only reads (a dry run). With `force`, settled windows are fetched again too."""
     chunk = max(span.size, DAY)
     for start in range(span.since, span.until, chunk):
         end = min(start + chunk, span.until)
         for target in targets:
-            done = set() if force else _done_starts(store, target, start, end, now)
-            if done and on_skip is not None:
-                on_skip(len(done))
-            for window in windows_between(start, end, span.size):
-                if window.start not in done:
+            windows = list(windows_between(start, end, span.size))
+            now = clock()
+            if claims is not None:
+                taken = store.claim(
+                    target, windows, owner=claims.owner, now=now, cutoff=now,
+                    lease=claims.lease, interval=interval, force=force,
+                )
+            else:
+                skipped = store.not_due_starts(
+                    target, start, end, now=now, cutoff=now, interval=interval, force=force
+                )
+                taken = {w.start for w in windows} - skipped
+            if len(taken) < len(windows) and on_skip is not None:
+                on_skip(len(windows) - len(taken))
+            for window in windows:
+                if window.start in taken:
                     yield target, window
 
 
@@ -134,15 +151,20 @@ def estimate(
     span: Range,
     *,
     now: float,
+    interval: int,
     force: bool,
-    tokens: dict[str, str],
+    tokens: Mapping[str, str],
     rate_limit: float,
 ) -> Estimate:
     """How many windows the range holds, how many requests the backfill would make, and how
-    long they take at the client-side rate limit (each token has its own)."""
+    long they take at the client-side rate limit. Each token has its own limit: `tokens`
+    maps org ids to what identifies their token (orgs sharing a token share its limit)."""
     per_token: dict[str, int] = {}
     requests = 0
-    for target, _ in plan(store, targets, span, now=now, force=force):
+    work = plan(
+        store, targets, span, clock=lambda: now, interval=interval, claims=None, force=force
+    )
+    for target, _ in work:
         requests += 1
         key = tokens.get(target.org_id, "")
         per_token[key] = per_token.get(key, 0) + 1

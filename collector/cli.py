@@ -28,7 +28,7 @@ from collector.cli_support import (
 from collector.collect import Policy, run_collection
 from collector.errors import ConfigError
 from collector.logs import configure_logging
-from collector.store import Store
+from collector.store import Store, owner_alive
 from collector.targets import targets_from_config
 from collector.windows import due_now, format_duration, parse_duration
 
@@ -73,6 +73,7 @@ def db_upgrade(obj: Context, revision: str) -> None:
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:
+            dbmod.require_writable(engine)
             before = dbmod.current_revision(engine)
             dbmod.upgrade(engine, revision)
             after = dbmod.current_revision(engine)
@@ -86,12 +87,34 @@ def db_upgrade(obj: Context, revision: str) -> None:
 
 @db.command("downgrade")
 @click.argument("revision")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask: a downgrade drops tables or columns and their data."
+)
 @pass_context
-def db_downgrade(obj: Context, revision: str) -> None:
-    """Downgrade the schema to REVISION ("base" removes everything)."""
+def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
+    """Downgrade the schema to REVISION ("base" removes everything). Asks first, or --yes."""
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:
+            current = dbmod.current_revision(engine)
+            where = engine.url.render_as_string(hide_password=True)
+            loses = (
+                "drops every table of the collector and all the data in them"
+                if revision == "base"
+                else "drops tables or columns, and the data in them"
+            )
+            if current is not None and not yes:
+                if not sys.stdin.isatty():
+                    raise ConfigError(
+                        f"downgrading {where} from {current} to {revision} {loses}: "
+                        "pass --yes to do it (there is no terminal to ask)"
+                    )
+                if not click.confirm(
+                    f"Downgrade {where} from {current} to {revision}? This {loses}",
+                    default=False,
+                ):
+                    click.echo("nothing changed", err=True)
+                    sys.exit(EXIT_PARTIAL)
             dbmod.downgrade(engine, revision)
             click.echo(f"database at revision {dbmod.current_revision(engine) or 'base'}")
         finally:
@@ -130,10 +153,12 @@ def collect(obj: Context) -> None:
         engine = open_engine(config)
         try:
             dbmod.require_current_schema(engine)
+            store = Store(engine)
+            store.check_window_size(config.windows.seconds)
             with client:
                 report = run_collection(
                     client,
-                    Store(engine),
+                    store,
                     work,
                     policy=Policy.from_config(config),
                     concurrency=config.api.concurrency,
@@ -141,7 +166,7 @@ def collect(obj: Context) -> None:
         finally:
             engine.dispose()
     print_report(report, "collect")
-    sys.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+    sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)
 
 
 @main.command()
@@ -157,10 +182,12 @@ def run(obj: Context) -> None:
         dbmod.require_current_schema(engine)
         metrics = Metrics()
         client = open_client(config, obj.env, on_attempt=metrics.attempt)
-        with sqlite_single_daemon(engine) as alone:
-            store = Store(engine)
-            if alone:
-                store.release(None)  # claims left behind by a daemon that was killed
+        store = Store(engine)
+        store.check_window_size(config.windows.seconds)
+        with sqlite_single_daemon(engine):
+            # claims left behind by a process of this host that was killed (a daemon or a
+            # backfill); those of live processes, such as a backfill beside it, stay
+            store.release_orphans(time.time(), owner_alive)
             if config.metrics.port is not None:
                 metrics.serve(config.metrics.host, config.metrics.port)
             daemon = Daemon(config, client, store, metrics=metrics)
@@ -185,8 +212,14 @@ def run(obj: Context) -> None:
 )
 @pass_context
 def status(obj: Context, as_json: bool, max_age: str | None) -> None:
-    """Per org and segment: newest window, staleness, collected, unsettled, missing, failing."""
-    from collector.status import target_status
+    """Per org and segment: newest window, staleness, collected, unsettled, missing, failing.
+
+    Each line starts with a flag: ok; WARN when windows are failing (listed below it) but the
+    last success is recent; STALE when the last success is older than --max-age (exit 1).
+    Windows missing inside the catch-up horizon come with the backfill command that fetches
+    them. --json prints timestamps as ISO 8601 UTC and staleness in whole seconds.
+    """
+    from collector.status import ago, iso, target_status
 
     with errors_to_exit_codes():
         config = obj.config()
@@ -198,7 +231,8 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
             raise ConfigError(f"--max-age: {exc}") from None
         engine = open_engine(config)
         try:
-            dbmod.require_current_schema(engine)
+            dbmod.require_current_schema(engine, writable=False)  # a read-only replica will do
+            Store(engine).check_window_size(config.windows.seconds, record=False)
             rows = target_status(
                 engine,
                 targets_from_config(config),
@@ -214,15 +248,24 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     else:
         for r in rows:
             newest = _when(r.newest_window)
-            age = "never" if r.staleness is None else f"{format_duration(int(r.staleness))} ago"
-            flag = "STALE" if r.stale else "ok"
+            age = "never" if r.staleness is None else f"{ago(r.staleness)} ago"
+            if r.stale:
+                age += f" (max age {format_duration(int(limit))})"
             click.echo(
-                f"{flag:5} {r.org_id}/{r.segment}: newest window {newest}, last success {age}; "
-                f"{r.collected} collected, {r.unsettled} unsettled, {r.missing} missing, "
+                f"{r.flag:5} {r.org_id}/{r.segment}: newest window {newest}, last success "
+                f"{age}; {r.collected} collected, {r.unsettled} unsettled, {r.missing} missing, "
                 f"{r.failing} failing"
             )
             for f in r.failing_windows:
                 click.echo(f"      {_when(f.window_start)}: {f.error} ({f.failures}x)")
+        missing = sum(r.missing for r in rows)
+        since = min((r.backfill_since for r in rows if r.backfill_since is not None),
+                    default=None)
+        if since is not None:
+            click.echo(
+                f"{missing} window(s) inside the catch-up horizon were never collected; "
+                f"fetch them with: collector backfill --since {iso(since)}"
+            )
     sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
 
 
@@ -232,9 +275,21 @@ def _when(ts: int | None) -> str:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="0 picks a free port.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
-@click.option("--org", "orgs", multiple=True, help="Known org id (repeatable).")
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    help="Known org id (repeatable; default: the configuration's orgs if there is one, "
+    "else any org id).",
+)
 @click.option(
     "--token",
     "tokens",
@@ -244,7 +299,9 @@ def _when(ts: int | None) -> str:
 @click.option("--latency", type=float, default=0.0, help="Seconds added to every request.")
 @click.option("--rate-limit", type=float, default=None, help="Requests per second per token.")
 @click.option("--sessions-per-hour", type=float, default=6.0, show_default=True)
+@pass_context
 def simulate(
+    obj: Context,
     host: str,
     port: int,
     seed: int,
@@ -254,20 +311,37 @@ def simulate(
     rate_limit: float | None,
     sessions_per_hour: float,
 ) -> None:
-    """Serve a local simulator of the session-metrics endpoint (synthetic, seeded data)."""
-    from collector.simdata import SyntheticData
-    from collector.simulator import TokenGrant, serve
+    """Serve a local simulator of the session-metrics endpoint (synthetic, seeded data).
 
-    accepted = tokens or (os.environ.get("SIMULATOR_TOKEN") or "cog_sim_token",)
-    serve(
-        host,
-        port,
-        data=SyntheticData(seed=seed, sessions_per_hour=sessions_per_hour),
-        orgs=orgs or ("org-alpha", "org-beta"),
-        tokens={t: TokenGrant(None) for t in accepted},
-        latency=latency,
-        rate_limit=rate_limit,
-    )
+    It serves the orgs of the configuration (--config, $COLLECTOR_CONFIG or ./collector.toml)
+    when there is one, so `collector collect` works against it as configured."""
+    from collector.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
+    from collector.simdata import SyntheticData
+    from collector.simulator import DEFAULT_TOKEN, TokenGrant, serve
+
+    with errors_to_exit_codes():
+        accepted = tokens or (obj.env.get("SIMULATOR_TOKEN") or DEFAULT_TOKEN,)
+        served: tuple[str, ...] | None = orgs or None
+        token_envs = ["DEVIN_API_TOKEN"]
+        source: str | None = None
+        explicit = obj.config_flag or obj.env.get(CONFIG_ENV)
+        if explicit or (not orgs and DEFAULT_CONFIG_PATH.exists()):
+            config = obj.config()
+            token_envs = [config.token_env_for(o) for o in config.orgs]
+            if not orgs:
+                served = tuple(o.id for o in config.orgs)
+                source = str(config_path(obj.config_flag, obj.env))
+        serve(
+            host,
+            port,
+            data=SyntheticData(seed=seed, sessions_per_hour=sessions_per_hour),
+            orgs=served,
+            tokens={t: TokenGrant(None) for t in accepted},
+            latency=latency,
+            rate_limit=rate_limit,
+            token_envs=token_envs,
+            orgs_from=source,
+        )
 
 
 @main.command()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import click
 from rich.console import Console
@@ -32,11 +34,12 @@ from collector.cli_support import (
     print_report,
 )
 from collector.collect import Policy, run_collection
+from collector.config import Config
 from collector.errors import ConfigError
 from collector.records import Outcome
-from collector.store import Store
+from collector.store import Store, claim_owner, owner_alive
 from collector.targets import targets_from_config
-from collector.windows import format_duration
+from collector.windows import DAY, format_duration, parse_duration
 
 log = logging.getLogger("collector.backfill")
 
@@ -56,6 +59,7 @@ class Reporter:
         self.every = every
         self.started = time.monotonic()
         self._last = self.started
+        self._lock = threading.Lock()  # workers' skips and the writer's batches both count
         self._bar: Progress | None = None
         if interactive:
             self._bar = Progress(
@@ -70,19 +74,23 @@ class Reporter:
             self._bar.start()
 
     def advance(self, count: int) -> None:
-        self.done += count
-        if self._bar is not None:
-            self._bar.update(self._task, advance=count)
-            return
-        now = time.monotonic()
-        if now - self._last >= self.every:
+        with self._lock:
+            self.done += count
+            if self._bar is not None:
+                self._bar.update(self._task, advance=count)
+                return
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return
             self._last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            eta = (self.total - self.done) / rate if rate else float("inf")
-            log.warning(
-                "backfill: %d/%d windows (%.1f/s, ETA %s)", self.done, self.total, rate,
-                "?" if eta == float("inf") else format_duration(max(1, int(eta))),
-            )
+            done = self.done
+        rate = done / max(now - self.started, 1e-9)
+        eta = (self.total - done) / rate if rate else float("inf")
+        log.info(
+            "backfill: %d/%d windows (%.1f/s, ETA %s)", done, self.total, rate,
+            "?" if eta == float("inf") else format_duration(max(1, int(eta))),
+            extra={"done": done, "total": self.total, "rate": round(rate, 1)},
+        )
 
     def saved(self, batch: Sequence[Outcome]) -> None:
         self.advance(len(batch))
@@ -125,12 +133,18 @@ def backfill(
     with errors_to_exit_codes():
         config = obj.config()
         now = time.time()
+        size = config.windows.seconds
         try:
             start = bf.parse_when(since)
             end = bf.parse_when(until) if until else now
-            span = bf.Range.snapped(start, end, config.windows.seconds)
+            span, clamped = bf.Range.up_to_now(start, end, size, now)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if clamped:
+            click.echo(
+                f"--until {until} is in the future: the backfill stops at the end of the open "
+                f"window, {_when(span.until)}", err=True,
+            )
         unknown = sorted(set(orgs) - {o.id for o in config.orgs})
         if unknown:
             raise ConfigError(f"--org {', '.join(unknown)}: not in the configuration")
@@ -139,14 +153,16 @@ def backfill(
         if unknown:
             raise ConfigError(f"--segment {', '.join(unknown)}: no such segment is configured")
         targets = targets_from_config(config, orgs, segments)
+        interval = parse_duration(config.schedule.interval)
         engine = open_engine(config)
         try:
             dbmod.require_current_schema(engine)
             store = Store(engine)
+            store.check_window_size(size, record=not dry_run)
             if dry_run:
                 est = bf.estimate(
-                    store, targets, span, now=now, force=force,
-                    tokens={o.id: config.token_env_for(o) for o in config.orgs},
+                    store, targets, span, now=now, interval=interval, force=force,
+                    tokens=_token_keys(config, obj.env),
                     rate_limit=config.api.rate_limit,
                 )
                 click.echo(
@@ -161,24 +177,49 @@ def backfill(
             reporter = Reporter(
                 span.windows_per_target * len(targets), interactive=sys.stderr.isatty()
             )
+            store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
+            claims = bf.Claims(claim_owner("backfill"), _lease(config, size))
             try:
                 with open_client(config, obj.env, org_ids=tuple({t.org_id for t in targets}),
                                  concurrency=workers) as client:
                     report = run_collection(
                         client,
                         store,
-                        bf.plan(store, targets, span, now=now, force=force,
-                                on_skip=reporter.advance),
+                        bf.plan(store, targets, span, clock=time.time, interval=interval,
+                                claims=claims, force=force, on_skip=reporter.advance),
                         policy=Policy.from_config(config),
                         concurrency=workers,
                         on_saved=reporter.saved,
+                        owner=claims.owner,
                     )
             finally:
                 reporter.close()
+                store.release(claims.owner)
         finally:
             engine.dispose()
     print_report(report, "backfill")
-    if not report.ok:
+    if not report.complete:
         click.echo("Run the same command again to resume: it fetches only what is missing.",
                    err=True)
-    sys.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
+    sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)
+
+
+def _token_keys(config: Config, env: Mapping[str, str]) -> dict[str, str]:
+    """What identifies each org's token for the estimate: the token itself when it is set
+    (two variables holding one token share one rate limit), else the variable's name."""
+    keys = {}
+    for org in config.orgs:
+        name = config.token_env_for(org)
+        keys[org.id] = env.get(name, "").strip() or f"${name}"
+    return keys
+
+
+def _lease(config: Config, size: int) -> float:
+    """How long a backfill's claim holds: a day of windows at the rate limit, then the
+    requests in flight (a read timeout each, twice for a retry)."""
+    day = max(size, DAY) // size
+    return day / config.api.rate_limit + 2 * parse_duration(config.api.timeout) + 60
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")

@@ -15,6 +15,7 @@ from collector.collect import Report
 from collector.config import Config, config_path, load_config
 from collector.errors import CollectorError, ConfigError, SchemaOutOfDateError
 from collector.logs import configure_logging
+from collector.records import Failed
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -57,14 +58,39 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def print_report(report: Report, what: str) -> None:
-    total = report.collected + report.failed_count
+    """The run's counts on stdout; on stderr each failure once with its target and window,
+    an org's access error once for all its windows, and the advice that fits each."""
+    total = report.collected + report.failed_count + report.deferred
     click.echo(
         f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.2f}s"
     )
-    if report.failed_count:
-        click.echo(f"{report.failed_count} window(s) failed:", err=True)
-        for failure in report.failed[:20]:
-            click.echo(f"  {failure.target} {failure.window}: {failure.error}", err=True)
-        if report.failed_count > 20:
-            click.echo(f"  ... and {report.failed_count - 20} more", err=True)
-        click.echo("They stay due: running again fetches them (and only them).", err=True)
+    if report.deferred:
+        click.echo(
+            f"{report.deferred} window(s) deferred (not started: the API asked the token to "
+            "wait longer than [api].retry_after_cap); they stay due", err=True,
+        )
+    if not report.failed_count:
+        return
+    denied: dict[str, list[Failed]] = {}
+    others: list[Failed] = []
+    for failure in report.failed:
+        if failure.access_denied:
+            denied.setdefault(failure.target.org_id, []).append(failure)
+        else:
+            others.append(failure)
+    click.echo(f"{report.failed_count} window(s) failed:", err=True)
+    for failures in denied.values():
+        click.echo(f"  {failures[0].error} ({len(failures)} window(s))", err=True)
+    for failure in others[:20]:
+        click.echo(f"  {failure.target} {failure.window}: {failure.error}", err=True)
+    if len(others) > 20:
+        click.echo(f"  ... and {len(others) - 20} more", err=True)
+    if denied:
+        click.echo(
+            "Fix the token, permission or org id named above, then run again.", err=True
+        )
+    if others or report.failed_count > len(report.failed):
+        click.echo(
+            "The other failures are transient: those windows stay due, and running again "
+            "fetches them (and only them).", err=True,
+        )

@@ -20,6 +20,7 @@ from collector.errors import (
     ApiError,
     AuthenticationError,
     CollectorError,
+    DeferredError,
     NetworkError,
     OrgNotFoundError,
     PermissionDeniedError,
@@ -118,14 +119,17 @@ class DevinClient:
         """Fetch `target` over `window`, retrying transient failures.
 
         `deadline` is a `monotonic` instant after which no new attempt or wait starts.
-        Raises a subclass of `ApiError`; see `collector.errors` for which to retry.
+        Raises a subclass of `ApiError`; see `collector.errors` for which to retry; or
+        `DeferredError` when no request can start before `deadline` (or the API asked the
+        token to wait longer than the cap). Messages name the problem, not the target and
+        window: the caller labels them.
         """
         token = self._credentials.token(target.org_id)
         limiter = self._limiters[self._credentials.token_id(target.org_id)]
         attempt = 0
         while True:
             attempt += 1
-            self._wait_for_limiter(limiter, target, window, deadline)
+            self._wait_for_limiter(limiter, attempt, deadline)
             try:
                 return self._attempt(target, window, token, attempt)
             except TransientApiError as exc:
@@ -133,7 +137,7 @@ class DevinClient:
                 if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
                     raise RateLimitedError(
-                        f"{target} {window}: the API asks to wait {retry_after:.0f}s, "
+                        f"the API asks to wait {retry_after:.0f}s, "
                         f"longer than retry_after_cap ({self._policy.retry_after_cap:.0f}s); "
                         "the window stays due for a later run",
                         org_id=target.org_id,
@@ -155,21 +159,19 @@ class DevinClient:
                 self._sleep(delay)
 
     def _wait_for_limiter(
-        self, limiter: RateLimiter, target: Target, window: Window, deadline: float | None
+        self, limiter: RateLimiter, attempt: int, deadline: float | None
     ) -> None:
         blocked = limiter.blocked_for()
         if blocked > self._policy.retry_after_cap:
-            raise RateLimitedError(
-                f"{target} {window}: the API asked this token to wait another {blocked:.0f}s; "
-                "the window stays due for a later run",
-                org_id=target.org_id,
-                retry_after=blocked,
+            raise DeferredError(
+                f"the API asked this token to wait another {blocked:.0f}s, longer than "
+                "retry_after_cap",
+                attempts=attempt - 1,
             )
         if deadline is not None and self._monotonic() + blocked > deadline:
-            raise RateLimitedError(
-                f"{target} {window}: the run's deadline comes before the rate limit allows "
-                "another request; the window stays due",
-                org_id=target.org_id,
+            raise DeferredError(
+                "the run's deadline comes before the rate limit allows another request",
+                attempts=attempt - 1,
             )
         limiter.acquire()
 
@@ -188,14 +190,14 @@ class DevinClient:
         except httpx.TimeoutException as exc:
             self._note(target, "timeout")
             raise NetworkError(
-                f"{target} {window}: the API did not answer in time ({type(exc).__name__})",
+                f"the API did not answer in time ({type(exc).__name__})",
                 org_id=target.org_id,
             ) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             self._note(target, "network")
             raise NetworkError(
                 self._credentials.scrub(
-                    f"{target} {window}: network error ({type(exc).__name__}: {exc})"
+                    f"network error ({type(exc).__name__}: {exc})"
                 ),
                 org_id=target.org_id,
             ) from None
@@ -217,7 +219,6 @@ class DevinClient:
         # scrubbed whole, before it is shortened: a cut token would no longer match
         detail = _problem_detail(self._credentials.scrub(response.text))
         org = target.org_id
-        where = f"{target} {window}"
         if status == 401:
             return AuthenticationError(
                 f"org {org}: the API rejected the token (401{detail}). Check that the "
@@ -242,20 +243,20 @@ class DevinClient:
         retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
         if status == 429:
             return RateLimitedError(
-                f"{where}: rate limited by the API (429)",
+                "rate limited by the API (429)",
                 org_id=org,
                 status=status,
                 retry_after=retry_after,
             )
         if status >= 500 or status == 408:
             return ServerError(
-                f"{where}: the API failed with {status}{detail}",
+                f"the API failed with {status}{detail}",
                 org_id=org,
                 status=status,
                 retry_after=retry_after,
             )
         return RequestRejectedError(
-            f"{where}: the API rejected the request with {status}{detail}. This is a bug in "
+            f"the API rejected the request with {status}{detail}. This is a bug in "
             "the collector or a change in the API: please report it with this message",
             org_id=org,
             status=status,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from collector.client import DevinClient
 from collector.config import Config
-from collector.errors import AccessError, ApiError, StorageError
+from collector.errors import AccessError, ApiError, DeferredError, StorageError
 from collector.planner import after_success
-from collector.records import Collected, Failed, Outcome
+from collector.records import Collected, Deferred, Failed, Outcome
 from collector.store import Store
 from collector.targets import Target
 from collector.throttle import Clock
@@ -53,10 +53,14 @@ class Policy:
 
 @dataclass
 class Report:
-    """What a run did: counts, and the first `keep` failures with their reasons."""
+    """What a run did: counts, and the first `keep` failures with their reasons.
+
+    Deferred windows (not reached: deadline, rate limit, shutdown) are not failures; they
+    stay due as they were."""
 
     collected: int = 0
     failed_count: int = 0
+    deferred: int = 0
     failed: list[Failed] = field(default_factory=list)
     keep: int = 1000
     started: float = field(default_factory=time.monotonic)
@@ -64,7 +68,13 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """No window failed (some may have been deferred)."""
         return self.failed_count == 0
+
+    @property
+    def complete(self) -> bool:
+        """Every window asked for was collected."""
+        return self.failed_count == 0 and self.deferred == 0
 
     @property
     def duration(self) -> float:
@@ -76,6 +86,8 @@ class Report:
                 self.failed_count += 1
                 if len(self.failed) < self.keep:
                     self.failed.append(outcome)
+            elif isinstance(outcome, Deferred):
+                self.deferred += 1
             else:
                 self.collected += 1
 
@@ -109,15 +121,23 @@ def run_collection(
     pending: list[Outcome] = []
 
     def fetch(target: Target, window: Window) -> Outcome:
+        now = clock()
+        if window.start > now:
+            # never store a window that has not started: its zeros would read as truth
+            return Deferred(target, window, "the window has not started yet")
         known = blocked.get(target.org_id)
         if known is not None:
-            return _failed(target, window, known, clock(), policy)
+            return _failed(target, window, known, now)
         try:
             fetched = client.fetch(target, window, deadline=deadline)
+        except DeferredError as exc:
+            if deadline is not None:
+                halted.set()  # the rest of the plan cannot start in time either
+            return Deferred(target, window, str(exc), exc.attempts)
         except ApiError as exc:
             if isinstance(exc, AccessError):
                 blocked.setdefault(target.org_id, exc)
-            return _failed(target, window, exc, clock(), policy)
+            return _failed(target, window, exc, clock())
         next_due, settled = after_success(
             window, fetched.fetched_at, policy.repoll_ages, policy.interval
         )
@@ -137,6 +157,9 @@ def run_collection(
             halted.set()
             batch = [_unsaved(o, exc, clock()) for o in batch]
         report.add(batch)
+        if log.isEnabledFor(logging.DEBUG):
+            for outcome in batch:
+                _log_outcome(outcome)
         if on_saved is not None:
             on_saved(batch)
 
@@ -201,20 +224,45 @@ def _until(
 ) -> Iterator[Work]:
     for item in work:
         if deadline is not None and time.monotonic() >= deadline:
-            log.warning("run deadline reached; the remaining windows stay due")
+            log.info("run deadline reached; the remaining windows stay due")
             return
         if stop is not None and stop():
             return
         yield item
 
 
-def _failed(target: Target, window: Window, exc: ApiError, now: float, policy: Policy) -> Failed:
+def _failed(target: Target, window: Window, exc: ApiError, now: float) -> Failed:
+    # Due again at once: an org whose token or id is wrong rests in the daemon (see
+    # `Daemon`), not in the ledger, so a backfill run after the fix fetches it straight away.
     denied = isinstance(exc, AccessError)
-    retry_at = int(now) + (policy.access_error_backoff if denied else 0)
-    return Failed(target, window, str(exc), now, retry_at, exc.attempts, access_denied=denied)
+    return Failed(target, window, str(exc), now, int(now), exc.attempts, access_denied=denied)
 
 
-def _unsaved(outcome: Outcome, exc: StorageError, now: float) -> Failed:
-    if isinstance(outcome, Failed):
+def _unsaved(outcome: Outcome, exc: StorageError, now: float) -> Outcome:
+    if isinstance(outcome, Failed | Deferred):
         return outcome
     return Failed(outcome.target, outcome.window, str(exc), now, int(now))
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    if isinstance(outcome, Collected):
+        log.debug(
+            "window collected", extra={
+                "target": str(outcome.target), "window": str(outcome.window),
+                "attempts": outcome.fetched.attempts, "settled": outcome.settled,
+            },
+        )
+    elif isinstance(outcome, Failed):
+        log.debug(
+            "window failed", extra={
+                "target": str(outcome.target), "window": str(outcome.window),
+                "attempts": outcome.attempts, "error": outcome.error,
+            },
+        )
+    else:
+        log.debug(
+            "window deferred", extra={
+                "target": str(outcome.target), "window": str(outcome.window),
+                "reason": outcome.reason,
+            },
+        )

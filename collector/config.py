@@ -7,6 +7,8 @@ token, and `resolve_token` reads it when a client is built.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import math
 import os
 import re
 import tomllib
@@ -26,7 +28,9 @@ from pydantic import (
 )
 
 from collector.errors import ConfigError
-from collector.windows import parse_duration, parse_window_size
+from collector.windows import format_duration, parse_duration, parse_window_size
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("collector.toml")
 CONFIG_ENV = "COLLECTOR_CONFIG"
@@ -36,6 +40,13 @@ ALL_SEGMENT = "all"
 _ORG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Keys that would hold a token in the file; tokens only ever come from the environment.
+SECRET_KEYS = frozenset(
+    {"token", "tokens", "api_key", "apikey", "api_token", "token_value", "access_token",
+     "auth_token", "bearer", "bearer_token", "devin_api_token"}
+)
+#: Longest jitter derived from the interval when [schedule].jitter is not set.
+MAX_DEFAULT_JITTER = 30
 
 
 def _duration(value: str) -> str:
@@ -44,14 +55,54 @@ def _duration(value: str) -> str:
 
 
 def _env_name(value: str) -> str:
+    # Never put `value` in the message: it may well be a token pasted in the wrong place.
+    if _looks_like_token(value):
+        raise ValueError(
+            "this looks like a token, not the name of an environment variable: put the "
+            "variable's NAME here (like DEVIN_API_TOKEN) and the token itself in that "
+            "environment variable, never in this file"
+        )
     if not _ENV_NAME.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name")
+        raise ValueError(
+            "the value is not an environment variable name (letters, digits and '_', not "
+            "starting with a digit): put the variable's NAME here, like DEVIN_API_TOKEN"
+        )
     return value
+
+
+def _looks_like_token(value: str) -> bool:
+    """A Devin token (cog_...), or a long run of characters no one would name a variable:
+    mixed-case letters, or digits without underscores (a hex or base64 secret)."""
+    if value.lower().startswith("cog_"):
+        return True
+    if len(value) <= 40:
+        return False
+    mixed_case = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    digits_run = any(c.isdigit() for c in value) and "_" not in value
+    return mixed_case or digits_run or not _ENV_NAME.match(value)
 
 
 def _duration_or_zero(value: str) -> str:
     parse_duration(value, allow_zero=True)
     return value
+
+
+_SUBSECOND = re.compile(r"^\s*(\d*\.?\d*)\s*(ms|us|µs|ns|s|m|h|d)\s*$")
+
+
+def _under_a_second(value: str) -> bool:
+    """"0s", "500ms", "0.5s": a duration that is shorter than the one-second resolution."""
+    match = _SUBSECOND.match(value)
+    if match is None or match.group(1) in ("", "."):
+        return False
+    amount, unit = float(match.group(1)), match.group(2)
+    return amount == 0 or unit in ("ms", "us", "µs", "ns") or (unit == "s" and amount < 1)
+
+
+def default_jitter(interval: int) -> str:
+    """The jitter used when none is set: a tenth of the interval, at most 30s, whole seconds."""
+    seconds = min(MAX_DEFAULT_JITTER, math.floor(interval / 10))
+    return format_duration(seconds) if seconds else "0s"
 
 
 Duration = Annotated[str, AfterValidator(_duration)]
@@ -89,7 +140,12 @@ class ApiConfig(_Section):
             raise ValueError(f"{value!r} is not an http(s) URL like https://api.devin.ai")
         if parts.query or parts.fragment:
             raise ValueError("the base URL takes no query string or fragment")
-        return value.rstrip("/")
+        # The collector adds /v3/organizations/... itself: a base URL copied with the API
+        # version on it would ask for /v3/v3/... and every org would look unknown.
+        value = value.rstrip("/")
+        if value.lower().endswith("/v3"):
+            value = value[: -len("/v3")].rstrip("/")
+        return value
 
     @model_validator(mode="after")
     def _refuse_cleartext(self) -> ApiConfig:
@@ -119,17 +175,51 @@ class WindowsConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    interval: Duration = "15m"
+    interval: str = "15m"
     repoll_ages: list[Duration] = Field(default_factory=lambda: ["1h", "6h", "1d", "3d", "7d"])
     catchup_horizon: Duration = "7d"
-    jitter: DurationOrZero = "30s"
+    #: Not set (None) means derived from the interval: a tenth of it, at most 30s, whole
+    #: seconds. The validator fills the derived value in, so it is always a duration string.
+    jitter: DurationOrZero = None  # type: ignore[assignment]
     run_deadline: Duration | None = None
     access_error_backoff: Duration = "1h"
     shutdown_grace: Duration = "30s"
 
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, value: str) -> str:
+        if _under_a_second(value):
+            raise ValueError(
+                "interval must be at least 1s, in whole seconds with a unit s, m, h or d, "
+                "like 10s or 15m"
+            )
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_jitter(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("jitter") is None:
+            interval = data.get("interval", "15m")
+            try:
+                seconds = parse_duration(interval)
+            except (TypeError, ValueError):
+                return data  # the interval's own error is reported
+            data = {**data, "jitter": default_jitter(seconds)}
+        return data
+
+    @property
+    def jitter_seconds(self) -> int:
+        """The effective jitter in seconds (set, or derived from the interval)."""
+        return parse_duration(self.jitter, allow_zero=True)
+
+    @property
+    def interval_seconds(self) -> int:
+        return parse_duration(self.interval)
+
     @model_validator(mode="after")
     def _jitter_within_slack(self) -> ScheduleConfig:
-        if 2 * parse_duration(self.jitter, allow_zero=True) >= parse_duration(self.interval):
+        if 2 * self.jitter_seconds >= self.interval_seconds:
             raise ValueError(
                 f"jitter ({self.jitter}) must be less than half the interval ({self.interval}), "
                 "or runs could skip or repeat a due window"
@@ -220,6 +310,18 @@ class Config(_Section):
             raise ValueError(f"org ids repeat: {', '.join(duplicates)}")
         return self
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but probably not what was meant; logged at load."""
+        found = []
+        interval, size = self.schedule.interval_seconds, self.windows.seconds
+        if interval > size:
+            found.append(
+                f"[schedule].interval ({self.schedule.interval}) is longer than [windows].size "
+                f"({self.windows.size}): some windows will never be fetched while they are "
+                "open, only after they close. Make the interval at most the window size"
+            )
+        return found
+
     def org(self, org_id: str) -> OrgConfig:
         for org in self.orgs:
             if org.id == org_id:
@@ -274,9 +376,12 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], *, source: str) -
         database["url"] = override
         data = {**data, "database": database}
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    for warning in config.warnings():
+        log.warning("%s: %s", source, warning)
+    return config
 
 
 def _describe(exc: ValidationError, source: str) -> str:
@@ -287,7 +392,16 @@ def _describe(exc: ValidationError, source: str) -> str:
             key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against config.example.toml)"
+            name = str(error["loc"][-1]) if error["loc"] else ""
+            if name.lower() in SECRET_KEYS:
+                # the value is a secret: say where it belongs, never what it is
+                message = (
+                    "tokens are never read from this file, only from the environment: "
+                    "remove this key, export the token in an environment variable and name "
+                    'that variable in token_env (like token_env = "DEVIN_API_TOKEN")'
+                )
+            else:
+                message = "unknown key (check the spelling against config.example.toml)"
         lines.append(f"  {key or '(top level)'}: {message}")
     return "\n".join(lines)
 

@@ -14,12 +14,12 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -35,7 +35,7 @@ from collector.config import Config
 from collector.errors import ConfigError, StorageError
 from collector.metrics import Metrics
 from collector.planner import plan, slack
-from collector.store import Store
+from collector.store import Store, claim_owner
 from collector.targets import Target, targets_from_config
 from collector.throttle import Clock
 from collector.windows import floor_to, parse_duration
@@ -44,16 +44,14 @@ log = logging.getLogger("collector.daemon")
 
 
 @contextmanager
-def sqlite_single_daemon(engine: Engine) -> Iterator[bool]:
+def sqlite_single_daemon(engine: Engine) -> Iterator[None]:
     """On SQLite, hold an exclusive lock beside the database file for the daemon's lifetime:
     a second daemon on the same file refuses to start. The operating system drops the lock
     with the process, however it ends. PostgreSQL needs none: daemons share work by claims.
-    A backfill does not take this lock, so it can run beside a daemon.
-
-    Yields whether this process is now the only daemon of the database."""
+    A backfill does not take this lock, so it can run beside a daemon."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield False
+        yield
         return
     path = Path(f"{database}.daemon.lock")
     handle = path.open("a+")
@@ -72,9 +70,17 @@ def sqlite_single_daemon(engine: Engine) -> Iterator[bool]:
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
-        yield True
+        yield
     finally:
         handle.close()
+
+
+@dataclass
+class RunTally:
+    """What a run planned for an org, and how many of those windows another process held."""
+
+    planned: int = 0
+    elsewhere: int = 0
 
 
 class Daemon:
@@ -104,7 +110,7 @@ class Daemon:
         #: A claim outlives a run that was cut short: the run deadline, then requests in
         #: flight (a read timeout each, twice for a retry). After that, others take over.
         self.lease = self.run_deadline + 2 * parse_duration(config.api.timeout)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = claim_owner("run")
         self.claim_batch = 2 * config.api.concurrency
         self.size = config.windows.seconds
         self.stopping = threading.Event()
@@ -117,19 +123,28 @@ class Daemon:
 
     # -- one run ---------------------------------------------------------------------------
 
-    def work_for(self, org_id: str, now: float, owner: str) -> Iterator[Work]:
-        """The (target, window) pairs due for `org_id` at `now`, claimed as they are taken:
-        each target's open window first, then the rest oldest due first, targets in turns.
+    def work_for(
+        self, org_id: str, now: float, owner: str, tally: RunTally | None = None
+    ) -> Iterator[Work]:
+        """The (target, window) pairs due for `org_id` at `now`, claimed as they are taken,
+        targets in turns, each target's windows in the planner's order (open window,
+        re-polls, then gaps newest first).
 
         Windows are claimed a few at a time, just before they are fetched, so daemons
         running the same org at once split its windows between them, and a daemon that
-        dies holds only a handful of claims when it goes."""
+        dies holds only a handful of claims when it goes. `tally` counts what was planned
+        and what others had claimed."""
+        tally = tally if tally is not None else RunTally()
         since = floor_to(now - self.horizon, self.size)  # where the planner's horizon starts
         cutoff = now + slack(self.interval)
         plans = []
         for target in self._targets[org_id]:
-            due, known = self.store.plan_inputs(target, cutoff, since)
-            plans.append((target, plan(now, self.size, due, known, self.horizon)))
+            due, known = self.store.plan_inputs(
+                target, now=now, cutoff=cutoff, since=since, interval=self.interval
+            )
+            windows = plan(now, self.size, due, known, self.horizon)
+            tally.planned += len(windows)
+            plans.append((target, windows))
         step = self.claim_batch
         for offset in itertools.count(0, step):
             chunks = [(t, windows[offset : offset + step]) for t, windows in plans]
@@ -138,8 +153,9 @@ class Daemon:
             for target, chunk in chunks:
                 claimed = self.store.claim(
                     target, chunk, owner=owner, now=self.clock(), cutoff=cutoff,
-                    lease=self.lease,
+                    lease=self.lease, interval=self.interval,
                 )
+                tally.elsewhere += len(chunk) - len(claimed)
                 yield from ((target, w) for w in chunk if w.start in claimed)
 
     def run_org(self, org_id: str) -> Report | None:
@@ -165,23 +181,16 @@ class Daemon:
                 self._idle.notify_all()
 
     def _run(self, org_id: str, now: float) -> Report:
-        taken = 0
+        tally = RunTally()
         # Each run claims under a name of its own: runs of other orgs in this process end
         # their own claims, never this one's.
         owner = f"{self.owner}:{org_id}:{uuid.uuid4().hex[:6]}"
-
-        def work() -> Iterator[Work]:
-            nonlocal taken
-            for item in self.work_for(org_id, now, owner):
-                taken += 1
-                yield item
-
         metrics = self.metrics
         try:
             report = run_collection(
                 self.client,
                 self.store,
-                work(),
+                self.work_for(org_id, now, owner, tally),
                 policy=self.policy,
                 clock=self.clock,
                 concurrency=self.config.api.concurrency,
@@ -198,25 +207,41 @@ class Daemon:
                 self.store.release(owner)
             except StorageError as exc:
                 log.warning("%s; they expire by themselves within %ss", exc, self.lease)
+        # What was due here and not done is deferred: not reached before the deadline, held
+        # back by the rate limit, or left at shutdown. It stays due, and is not a failure.
+        deferred = max(
+            report.deferred,
+            tally.planned - tally.elsewhere - report.collected - report.failed_count,
+        )
         denied = [f for f in report.failed if f.access_denied]
         if denied:
             until = now + self.policy.access_error_backoff
             self._resting_until[org_id] = until
-            log.error("%s; retrying after %s", denied[0].error,
-                      datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"))
+            log.error(
+                "%s; the org rests until %s", denied[0].error,
+                datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                extra={"org": org_id, "windows": len(denied)},
+            )
         else:
             self._resting_until.pop(org_id, None)
-        level = logging.INFO if report.ok else logging.WARNING
-        log.log(
-            level,
-            "run org=%s due=%d collected=%d failed=%d duration=%.2fs",
-            org_id, taken, report.collected, report.failed_count, report.duration,
-        )
-        for failure in report.failed[:5]:
-            if not failure.access_denied:
-                log.warning("  %s %s: %s", failure.target, failure.window, failure.error)
+        fields = {
+            "org": org_id,
+            "due": tally.planned - tally.elsewhere,
+            "collected": report.collected,
+            "failed": report.failed_count,
+            "deferred": deferred,
+            "duration_s": round(report.duration, 2),
+        }
+        log.log(logging.INFO if report.ok else logging.WARNING, "run", extra=fields)
+        others = [f for f in report.failed if not f.access_denied]
+        for failure in others[:5]:
+            log.warning(
+                "window failed: %s", failure.error,
+                extra={"target": str(failure.target), "window": str(failure.window)},
+            )
         if metrics:
             metrics.run_duration.labels(org_id).observe(report.duration)
+            metrics.deferred(org_id, deferred)
         return report
 
     # -- the scheduler ---------------------------------------------------------------------

@@ -8,8 +8,13 @@ restarted server costs one failed run, not a restart of the collector.
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
+import atexit
+import os
+from contextlib import ExitStack
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
@@ -23,34 +28,71 @@ if TYPE_CHECKING:
 
 #: The newest migration. Commands check the database against it without importing Alembic
 #: (which costs a third of a second at every start); a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0004"
+
+
+_URL_KEY = "[database].url (or $COLLECTOR_DATABASE_URL)"
+_URL_FORMS = (
+    "sqlite:///relative/file.db, sqlite:////absolute/file.db or "
+    "postgresql+psycopg://user@host/dbname"
+)
 
 
 def create_engine_for(url: str, *, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
-    """An engine for `url`, tuned for the collector's access pattern."""
+    """An engine for `url`, tuned for the collector's access pattern.
+
+    A URL that cannot work (malformed, or a SQLite file in a missing directory) raises
+    `ConfigError` here, before anything connects, so every command says the same thing.
+    """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(
-            "[database].url is not a database URL; write sqlite:///path/to/file.db or "
-            "postgresql+psycopg://user@host/dbname"
-        ) from None
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{_URL_KEY} is not a database URL; write {_URL_FORMS}") from None
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        engine = create_engine(
-            parsed,
-            connect_args={"timeout": busy_timeout, "check_same_thread": False},
-            **kwargs,
-        )
-        _tune_sqlite(engine, busy_timeout)
-        return engine
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if backend == "sqlite":
+            _require_sqlite_directory(parsed.database)
+            engine = create_engine(
+                parsed,
+                connect_args={"timeout": busy_timeout, "check_same_thread": False},
+                **kwargs,
+            )
+            _tune_sqlite(engine, busy_timeout)
+            return engine
+        if backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    except ArgumentError as exc:
+        # sqlite://x.db (a host where the path belongs), a driver that is not installed...
+        reason = " ".join(str(exc).split("\n")[0].split())
+        raise ConfigError(
+            f"{_URL_KEY} {shown!r} cannot be used ({reason}); write {_URL_FORMS}"
+        ) from None
     raise ConfigError(
         f"[database].url uses {backend!r}; the collector supports sqlite and postgresql"
     )
+
+
+def _sqlite_file(database: str | None) -> Path | None:
+    """The file of a SQLite database, or None for an in-memory or URI-named one."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _require_sqlite_directory(database: str | None) -> None:
+    path = _sqlite_file(database)
+    if path is None:
+        return
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(
+            f"the database file {path} cannot be opened: its directory {directory} {problem}. "
+            f"Create the directory, or point {_URL_KEY} elsewhere"
+        )
 
 
 def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
@@ -86,13 +128,46 @@ def alembic_config(engine: Engine | None = None) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig()
-    with as_file(files("collector.migrations")) as path:
-        cfg.set_main_option("script_location", str(path))
+    cfg.set_main_option("script_location", str(_migrations_directory()))
     if engine is not None:
         cfg.set_main_option(
             "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
         )
     return cfg
+
+
+def _migrations_directory() -> Path:
+    """The bundled migrations as a directory that outlives this call.
+
+    Installed normally, that is the package's own directory. Otherwise (from a zip) the
+    scripts are copied once to a temporary directory that is kept until the process exits:
+    a path from `importlib.resources.as_file` is gone once its context closes, and Alembic
+    reads the scripts long after.
+    """
+    global _extracted
+    resource = files("collector.migrations")
+    if isinstance(resource, Path) and resource.is_dir():
+        return resource
+    if _extracted is None or not _extracted.is_dir():
+        target = Path(_keep.enter_context(TemporaryDirectory(prefix="collector-migrations-")))
+        _copy_tree(resource, target)
+        _extracted = target
+    return _extracted
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    for item in source.iterdir():
+        if item.is_dir():
+            if item.name != "__pycache__":
+                (target / item.name).mkdir()
+                _copy_tree(item, target / item.name)
+        else:
+            (target / item.name).write_bytes(item.read_bytes())
+
+
+_extracted: Path | None = None
+_keep = ExitStack()
+atexit.register(_keep.close)
 
 
 def head_revision() -> str:
@@ -139,13 +214,17 @@ def _run(engine: Engine, action: Any, revision: str) -> None:
         raise StorageError(f"migration failed: {describe_error(exc)}") from None
 
 
-def require_current_schema(engine: Engine) -> None:
-    """Raise `SchemaOutOfDateError` unless the database is at the newest migration."""
+def require_current_schema(engine: Engine, *, writable: bool = True) -> None:
+    """Raise `SchemaOutOfDateError` unless the database is at the newest migration, and
+    (with `writable`, for every command that fetches) `ConfigError` unless this process may
+    write to it: a read-only database is found before anything is fetched, not after."""
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and not Path(database).exists():
         raise SchemaOutOfDateError(
             f"the database file {database} does not exist: run `collector db upgrade` first"
         )
+    if writable and engine.dialect.name == "sqlite":
+        require_writable(engine)
     current = current_revision(engine)
     head = SCHEMA_HEAD
     if current != head:
@@ -154,6 +233,92 @@ def require_current_schema(engine: Engine) -> None:
             f"the database {engine.url.render_as_string(hide_password=True)} {state}, "
             f"this collector needs {head}: run `collector db upgrade` first"
         )
+    if writable and engine.dialect.name != "sqlite":
+        require_writable(engine)
+
+
+#: Tables every fetching command writes, and the privileges it needs on them.
+_WRITTEN_TABLES = ("metric_windows", "metric_window_origins", "metric_window_sizes",
+                   "collection_ledger")
+_WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE")
+
+
+def require_writable(engine: Engine) -> None:
+    """Raise `ConfigError` naming the file or the tables this process may not write.
+
+    SQLite: the file must be writable, and so must its directory (SQLite creates its -wal
+    and -shm files there). PostgreSQL: the session must not be read-only (a standby) and
+    the user needs INSERT, UPDATE and DELETE on the collector's tables.
+    """
+    if engine.dialect.name == "sqlite":
+        path = _sqlite_file(engine.url.database)
+        if path is not None and path.exists():
+            _require_writable_file(path)
+        return
+    shown = engine.url.render_as_string(hide_password=True)
+    lacking: dict[str, list[str]] = {}
+    try:
+        with reading(engine) as conn:
+            user = conn.execute(text("SELECT current_user")).scalar()
+            read_only = conn.execute(text("SELECT current_setting('transaction_read_only')"))
+            if read_only.scalar() == "on":
+                raise ConfigError(
+                    f"the database {shown} accepts only reads (a standby, or "
+                    "default_transaction_read_only is on): nothing can be stored. Point "
+                    f"{_URL_KEY} at the primary server"
+                )
+            for table in _WRITTEN_TABLES:
+                exists = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})
+                if not exists.scalar():
+                    continue
+                missing = [
+                    privilege
+                    for privilege in _WRITE_PRIVILEGES
+                    if not conn.execute(
+                        text("SELECT has_table_privilege(:t, :p)"), {"t": table, "p": privilege}
+                    ).scalar()
+                ]
+                if missing:
+                    lacking.setdefault(", ".join(missing), []).append(table)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the database: {describe_error(exc)}") from None
+    if lacking:
+        what = "; ".join(f"{p} on {', '.join(t)}" for p, t in lacking.items())
+        raise ConfigError(
+            f"the database user {user} may not write to {shown}: it lacks {what}. "
+            "Grant these privileges, or connect as the user that owns the tables"
+        )
+
+
+def _require_writable_file(path: Path) -> None:
+    try:
+        with path.open("r+b"):  # opened for writing, nothing written
+            pass
+    except PermissionError:
+        raise ConfigError(
+            f"the database file {path} is read-only for this user ({_user()}): nothing can be "
+            "stored. Make it writable (chmod/chown), or run the collector as its owner"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"the database file {path} cannot be opened for writing: {exc.strerror}"
+        ) from None
+    directory = path.absolute().parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the directory {directory} of the database file {path} is read-only for this "
+            f"user ({_user()}): SQLite creates its journal files ({path.name}-wal, "
+            f"{path.name}-shm) there. Make the directory writable, or move the database"
+        )
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return "the current user"
 
 
 def describe_error(exc: BaseException) -> str:

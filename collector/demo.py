@@ -11,6 +11,7 @@ import secrets
 import time
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
@@ -27,12 +28,24 @@ from collector.windows import DAY, windows_between
 DEMO_ORGS = ({"id": "org-platform", "name": "Platform"}, {"id": "org-research", "name": "Research"})
 
 
+#: The demo reads well at this width, piped or on a terminal that wide.
+WIDTH = 80
+
+NEXT_STEPS = """\
+Next: collect your own orgs.
+  1. cp config.example.toml collector.toml
+     and set [[orgs]] id to your organization's id (drop the example segment)
+  2. export DEVIN_API_TOKEN=cog_...   (a service user's token, not in the file)
+  3. collector db upgrade
+  4. collector collect                (once; `collector run` keeps polling)"""
+
+
 def run_demo(database: str, days: int, console: Console | None = None) -> int:
     """Run the demo; returns the exit code."""
     if console is None:
-        console = Console()
+        console = Console(highlight=False)
         if not console.is_terminal:
-            console = Console(width=110)
+            console = Console(width=WIDTH, highlight=False)
     token = f"cog_demo_{secrets.token_hex(16)}"
     org_ids = tuple(o["id"] for o in DEMO_ORGS)
     with Simulator(orgs=org_ids, tokens={token: TokenGrant(None)}) as sim:
@@ -62,26 +75,36 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
                 for target in targets_from_config(config)
                 for window in windows_between(now - days * DAY, now, config.windows.seconds)
             ]
-            console.print(
-                f"simulator at {base_url}; collecting {len(work)} windows "
-                f"({days} days, hourly, {len(DEMO_ORGS)} orgs and one segment) into {database}"
+            _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
+            _say(
+                console,
+                f"Collecting {len(work)} hourly windows ({days} days, {len(DEMO_ORGS)} orgs "
+                "and one segment) into",
             )
+            _say(console, f"  {database}")
             with make_client(config, {config.api.token_env: token}) as client:
                 report = run_collection(
                     client, Store(engine), work, policy=Policy.from_config(config), concurrency=8
                 )
-            console.print(
-                f"collected {report.collected} windows, {report.failed_count} failed, "
-                f"in {report.duration:.1f}s ({sim.count()} requests served)\n"
+            _say(
+                console,
+                f"Collected {report.collected} windows, {report.failed_count} failed, "
+                f"in {report.duration:.1f}s ({sim.count()} requests).\n",
             )
             _print_views(engine, console)
         finally:
             engine.dispose()
-    console.print(
-        f"\nQuery it yourself: sqlite3 {database} "
-        "'SELECT * FROM session_metrics_daily ORDER BY day DESC LIMIT 5'"
-    )
+    _say(console, "\nQuery it yourself:")
+    _say(console, f"  sqlite3 {database} \\")
+    _say(console, "    'SELECT * FROM session_metrics_daily ORDER BY day DESC LIMIT 5'")
+    _say(console, "")
+    _say(console, NEXT_STEPS)
     return 0 if report.ok else 1
+
+
+def _say(console: Console, line: str) -> None:
+    """Prose, printed as written: brackets are not markup, and lines are kept short."""
+    console.print(line, markup=False, highlight=False)
 
 
 def _print_views(engine: Engine, console: Console) -> None:
@@ -89,7 +112,7 @@ def _print_views(engine: Engine, console: Console) -> None:
         daily = conn.execute(
             text(
                 "SELECT org_id, segment, day, sessions_created_count,"
-                " sessions_with_merged_prs_count, avg_acus_per_session, total_acus, complete"
+                " sessions_with_merged_prs_count, total_acus, complete"
                 " FROM session_metrics_daily ORDER BY org_id, segment, day"
             )
         ).all()
@@ -101,19 +124,36 @@ def _print_views(engine: Engine, console: Console) -> None:
                 " ORDER BY org_id, n DESC"
             )
         ).all()
-    table = Table(title="session_metrics_daily")
-    for column in ("org", "segment", "day (UTC)", "sessions", "merged PRs", "avg ACUs",
-                   "total ACUs", "complete"):
+    # Narrow enough for 80 columns: no vertical rules, no outer padding, short headers.
+    table = Table(
+        title="session_metrics_daily (UTC days)",
+        caption="merged: sessions with a merged PR; ACUs: total; partial: windows missing",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in ("org", "segment", "day", "sessions", "merged", "ACUs", "complete"):
         table.add_column(
-            column, justify="left" if column in {"org", "segment"} else "right", no_wrap=True
+            column,
+            justify="left" if column in {"org", "segment", "day"} else "right",
+            no_wrap=True,
+            min_width=10 if column == "day" else None,
         )
-    for org, segment, day, count, merged, avg, total, complete in daily:
-        table.add_row(org, segment, str(day), str(count), str(merged), f"{avg:.2f}",
-                      f"{total:.1f}", "yes" if complete else "partial")
+    for org, segment, day, count, merged, total, complete in daily:
+        table.add_row(org, segment, str(day)[:10], str(count), str(merged), f"{total:.1f}",
+                      "yes" if complete else "partial")
     console.print(table)
-    by_origin = Table(title="sessions by origin (session_metrics_by_origin, whole orgs)")
+    by_origin = Table(
+        title="session_metrics_by_origin",
+        caption="whole orgs (segment all)",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
     for column in ("org", "origin", "sessions"):
-        by_origin.add_column(column, justify="right" if column == "sessions" else "left")
+        by_origin.add_column(
+            column, justify="right" if column == "sessions" else "left", no_wrap=True
+        )
     for org, origin, count in origins:
         by_origin.add_row(org, origin, str(count))
     console.print(by_origin)

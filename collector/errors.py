@@ -4,6 +4,8 @@
     ├── ConfigError                    fix the configuration or command line (exit 2)
     ├── SchemaOutOfDateError           run `collector db upgrade` (exit 2)
     ├── StorageError                   the database failed; the window stays due, retry later
+    ├── DeferredError                  no request was started (deadline, a wait the API asked
+    │                                  for): not a failure; the window stays due as it was
     └── ApiError                       something went wrong talking to the Devin API
         ├── TransientApiError          retried with backoff; the window stays due if it persists
         │   ├── RateLimitedError       429 (carries the server's Retry-After, if any)
@@ -37,6 +39,15 @@ class SchemaOutOfDateError(CollectorError):
 
 class StorageError(CollectorError):
     """The database refused or failed a write; the work stays due."""
+
+
+class DeferredError(CollectorError):
+    """The client did not start a request: the run's deadline, or a wait the API asked this
+    token for, comes first. `attempts` counts the requests already made for the window."""
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class ApiError(CollectorError):

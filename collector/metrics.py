@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from collector.errors import ConfigError
-from collector.records import Failed, Outcome
+from collector.records import Deferred, Failed, Outcome
 
 
 class Metrics:
@@ -29,7 +29,7 @@ class Metrics:
         )
         self.windows = Counter(
             "collector_windows",
-            "Windows written, by org and result (collected, failed)",
+            "Windows by org and result: collected, failed, or deferred (not reached by a run)",
             ["org_id", "result"],
             registry=self.registry,
         )
@@ -58,12 +58,19 @@ class Metrics:
             if isinstance(outcome, Failed):
                 self.windows.labels(org, "failed").inc()
                 attempts = outcome.attempts
+            elif isinstance(outcome, Deferred):
+                attempts = outcome.attempts  # counted per run, with those never started
             else:
                 self.windows.labels(org, "collected").inc()
                 self.last_success.labels(org).set(now)
                 attempts = outcome.fetched.attempts
             if attempts > 1:
                 self.retries.labels(org).inc(attempts - 1)
+
+    def deferred(self, org_id: str, count: int) -> None:
+        """Windows a run did not reach (deadline, rate limit, shutdown): not failures."""
+        if count:
+            self.windows.labels(org_id, "deferred").inc(count)
 
     def serve(self, host: str, port: int) -> None:
         try:

@@ -48,10 +48,12 @@ def after_success(
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A window a run should fetch, and since when it has been due (for ordering)."""
+    """A window the ledger holds as due, since when, and whether it was ever collected
+    (a re-poll) or not (a gap: never fetched, or only failed)."""
 
     window: Window
     since: int
+    repoll: bool = True
 
 
 def plan(
@@ -61,13 +63,14 @@ def plan(
     known: Set[int],
     horizon: int,
 ) -> list[Window]:
-    """The windows one run fetches for one target, in order.
+    """The windows one run fetches for one target, each once, in the order people need them:
 
-    - every window the ledger says is due (`due`: from earlier fetches or failures);
-    - every window from the catch-up `horizon` up to the open one that the ledger has never
-      seen (`known` holds the starts of the windows it has seen), as due since it closed.
-
-    The open window comes first when it is due; the rest follow oldest due first, each once.
+    1. the open window (fetched on every run while it is open);
+    2. re-polls of windows already collected, most overdue first, so late data settles on
+       time even while a backlog is being caught up;
+    3. gaps, newest first: windows never collected (failed ones from the ledger, and every
+       window from the catch-up `horizon` to now that the ledger has never seen, as given
+       by `known`, the starts it has seen). People look at yesterday before last week.
     """
     current = window_at(now, size)
     chosen: dict[int, Due] = {}
@@ -75,9 +78,13 @@ def plan(
         chosen.setdefault(item.window.start, item)
     for window in windows_between(now - horizon, current.end, size):
         if window.start not in known and window.start not in chosen:
-            chosen[window.start] = Due(window, min(window.end, int(now)))
-    ordered = sorted(
-        chosen.values(),
-        key=lambda d: (d.window.start != current.start, d.since, d.window.start),
-    )
-    return [d.window for d in ordered]
+            chosen[window.start] = Due(window, min(window.end, int(now)), repoll=False)
+
+    def order(d: Due) -> tuple[int, int, int]:
+        if d.window.start == current.start:
+            return (0, 0, 0)
+        if d.repoll:
+            return (1, d.since, d.window.start)
+        return (2, -d.window.start, 0)
+
+    return [d.window for d in sorted(chosen.values(), key=order)]

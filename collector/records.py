@@ -1,4 +1,4 @@
-"""What one collection attempt produced, and the table rows a success becomes. Pure."""
+"""What one collection attempt produced: collected, failed or deferred. Pure."""
 
 from __future__ import annotations
 
@@ -33,4 +33,15 @@ class Failed:
     access_denied: bool = False
 
 
-Outcome = Collected | Failed
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A window a run did not reach: its deadline came, the rate limit held it back, or the
+    process is stopping. Not a failure: nothing is written, and it stays due as it was."""
+
+    target: Target
+    window: Window
+    reason: str
+    attempts: int = 0
+
+
+Outcome = Collected | Failed | Deferred

@@ -173,3 +173,12 @@ class LedgerEntry(Base):
     #: The daemon fetching this window now, and until when its claim holds; see `Store.claim`.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Setting(Base):
+    """What the database must remember across configurations (``window_seconds``)."""
+
+    __tablename__ = "collector_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -91,7 +91,7 @@ class Handler(HandlerBase):
         if grant is None:
             fail(401, "missing, invalid or expired bearer token")
             return
-        if org_id not in sim._orgs:
+        if not sim.knows(org_id):
             fail(404, f"organization {org_id} not found")
             return
         if not grant.can_view_metrics or (grant.orgs is not None and org_id not in grant.orgs):

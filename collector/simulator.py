@@ -2,14 +2,15 @@
 
 For tests, the demo and benchmarks only; it never talks to the real API. Stdlib only.
 
-Check order of the metrics endpoint: 401 (missing/unknown bearer token), 404 (unknown
-org), 403 (token does not cover the org or lacks ViewOrgMetrics), 422 (missing or
-non-integer ``time_after``/``time_before``), 400 (empty window or longer than
-``max_range_days``), 429 (per-token token bucket), take the first matching injected
-fault, then the fault's answer or 200 with :meth:`SyntheticData.metrics` at the simulator
-clock, sent ``latency`` seconds after the request arrived (the simulated latency is the
-server's response time, its own work included; faulted answers get it too; a ``slow`` fault
-adds its delay). Requests rejected before the fault stage do not consume faults.
+Check order of the metrics endpoint: 401 (missing/unknown bearer token), 404 (unknown org;
+built with ``orgs=None`` it knows every org id), 403 (token does not cover the org or lacks
+ViewOrgMetrics), 422 (missing or non-integer ``time_after``/``time_before``), 400 (empty
+window or longer than ``max_range_days``), 429 (per-token token bucket), take the first
+matching injected fault, then the fault's answer or 200 with :meth:`SyntheticData.metrics`
+at the simulator clock, sent ``latency`` seconds after the request arrived (the simulated
+latency is the server's response time, its own work included; faulted answers get it too; a
+``slow`` fault adds its delay). Requests rejected before the fault stage do not consume
+faults.
 
 Admin endpoints (no auth, meant for loopback): ``POST/DELETE /_sim/faults``,
 ``GET/DELETE /_sim/stats``, ``POST /_sim/clock`` (``{"now": t}`` freezes the clock,
@@ -23,15 +24,18 @@ and :mod:`collector.simfaults` the faults.
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType, TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
+from collector.errors import ConfigError
 from collector.simapi import Handler
 from collector.simdata import SyntheticData
 from collector.simfaults import Fault, FaultQueue
@@ -83,7 +87,7 @@ class Simulator:
         self,
         *,
         data: SyntheticData | None = None,
-        orgs: Iterable[str] = DEFAULT_ORGS,
+        orgs: Iterable[str] | None = DEFAULT_ORGS,
         tokens: Mapping[str, TokenGrant] | None = None,
         clock: Callable[[], float] = time.time,
         latency: float = 0.0,
@@ -94,7 +98,7 @@ class Simulator:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be positive")
         self._data = data if data is not None else SyntheticData(seed=0)
-        self._orgs = frozenset(orgs)
+        self._orgs = None if orgs is None else frozenset(orgs)
         self._tokens: dict[str, TokenGrant] = dict(
             tokens if tokens is not None else {DEFAULT_TOKEN: TokenGrant(None)}
         )
@@ -159,6 +163,14 @@ class Simulator:
         return f"http://{host}:{port}"
 
     # -- clock, data, faults ------------------------------------------------------------
+
+    @property
+    def orgs(self) -> frozenset[str] | None:
+        """The org ids the simulator knows; None means it knows every org id."""
+        return self._orgs
+
+    def knows(self, org_id: str) -> bool:
+        return self._orgs is None or org_id in self._orgs
 
     @property
     def data(self) -> SyntheticData:
@@ -245,22 +257,46 @@ class Simulator:
         return max(1, math.ceil((1.0 - level) / rate))
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
-    """Run a :class:`Simulator` (built from ``kwargs``) until SIGINT/SIGTERM."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    token_envs: Sequence[str] = ("DEVIN_API_TOKEN",),
+    orgs_from: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Run a :class:`Simulator` (built from ``kwargs``) until SIGINT/SIGTERM.
+
+    The first line printed is ``simulator listening on URL``; the next ones say which orgs
+    it serves (``orgs_from`` names where they came from), which token it accepts and how to
+    point the collector at it (``token_envs``: the variables the configuration reads).
+    A port that cannot be bound raises `ConfigError` naming it.
+    """
     sim = Simulator(**kwargs)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        url = sim.start(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            problem = "the port is already in use (another simulator, or another program?)"
+        else:
+            problem = exc.strerror or str(exc)
+        raise ConfigError(
+            f"the simulator cannot listen on {host}:{port}: {problem}. "
+            "Pick another --port (0 picks a free one) or --host"
+        ) from None
     in_main = threading.current_thread() is threading.main_thread()
     previous: dict[signal.Signals, Any] = {}
     if in_main:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        url = sim.start(host, port)
         print(f"simulator listening on {url}", flush=True)
+        print(_banner(sim, url, token_envs, orgs_from), flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -269,3 +305,26 @@ def serve(host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
         sim.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _banner(sim: Simulator, url: str, token_envs: Sequence[str], orgs_from: str | None) -> str:
+    """What the simulator serves and how to point the collector at it, for people."""
+    parts = urlsplit(url)
+    if parts.hostname in ("0.0.0.0", "::"):  # noqa: S104 - naming it, not binding it
+        url = f"http://127.0.0.1:{parts.port}"
+    if sim.orgs is None:
+        orgs = "any org id"
+    else:
+        orgs = ", ".join(sorted(sim.orgs)) + (f" (from {orgs_from})" if orgs_from else "")
+    tokens = sorted(sim._tokens)
+    lines = [
+        f"  serves orgs: {orgs}",
+        f"  accepts token: {', '.join(tokens) if tokens else '(none)'}",
+        "To collect from it, set in the configuration's [api] section:",
+        f'  base_url = "{url}"',
+    ]
+    if tokens:
+        lines.append("and in the shell that runs the collector:")
+        lines += [f"  export {name}={tokens[0]}" for name in dict.fromkeys(token_envs)]
+    lines.append("Synthetic data only, never the real API. Ctrl-C stops it.")
+    return "\n".join(lines)

@@ -1,6 +1,14 @@
 """`collector status`: per org and segment, how fresh and how complete the data is.
 
-Read from the ledger with aggregate SQL, so it costs the same for a week or five years.
+Read from the ledger with aggregate SQL, so it costs the same for a week or five years: one
+query counts per target, another returns at most `failing_limit` failing windows per target
+(the newest), however many windows are failing.
+
+Each target gets a flag: ``ok``; ``WARN`` when windows are failing (the collector retries
+them) but the last success is recent; ``STALE`` when the last success is older than
+`max_age` (or there is none), the one state that fails the health check. A window counts as
+failing while its last attempt failed and it is not settled: a settled window holds a good
+value and is never fetched again.
 """
 
 from __future__ import annotations
@@ -17,6 +25,25 @@ from collector.store import LEDGER
 from collector.targets import Target
 from collector.windows import count_windows, floor_to, to_datetime, to_timestamp, window_at
 
+OK, WARN, STALE = "ok", "WARN", "STALE"
+
+
+def iso(ts: int | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC text (``2026-11-20T00:00:00Z``); None stays None."""
+    return None if ts is None else to_datetime(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ago(seconds: int) -> str:
+    """A duration for people, to the two largest units: ``0s``, ``42s``, ``5m 3s``,
+    ``2h 10m``, ``3d 4h``."""
+    parts: list[str] = []
+    rest = max(0, seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts[:2])
+
 
 @dataclass
 class FailingWindow:
@@ -25,6 +52,10 @@ class FailingWindow:
     failures: int
     error: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "window_start": iso(self.window_start),
+                "window_end": iso(self.window_end)}
+
 
 @dataclass
 class TargetStatus:
@@ -32,16 +63,46 @@ class TargetStatus:
     segment: str
     newest_window: int | None = None
     last_success: int | None = None
-    staleness: float | None = None
+    #: Whole seconds since the last success.
+    staleness: int | None = None
     collected: int = 0
     unsettled: int = 0
     missing: int = 0
     failing: int = 0
     failing_windows: list[FailingWindow] = field(default_factory=list)
     stale: bool = True
+    #: The first window `missing` counts: the start of the catch-up horizon.
+    horizon_start: int = 0
+
+    @property
+    def flag(self) -> str:
+        if self.stale:
+            return STALE
+        return WARN if self.failing else OK
+
+    @property
+    def backfill_since(self) -> int | None:
+        """Where `collector backfill --since` fetches the missing windows from, if any."""
+        return self.horizon_start if self.missing else None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: timestamps as ISO 8601 UTC text, staleness in whole seconds."""
+        return {
+            "org_id": self.org_id,
+            "segment": self.segment,
+            "newest_window": iso(self.newest_window),
+            "last_success": iso(self.last_success),
+            "staleness": self.staleness,
+            "collected": self.collected,
+            "unsettled": self.unsettled,
+            "missing": self.missing,
+            "failing": self.failing,
+            "failing_windows": [f.as_dict() for f in self.failing_windows],
+            "stale": self.stale,
+            "flag": self.flag,
+            "horizon_start": iso(self.horizon_start),
+            "backfill_since": iso(self.backfill_since),
+        }
 
 
 def target_status(
@@ -55,11 +116,14 @@ def target_status(
     failing_limit: int = 5,
 ) -> list[TargetStatus]:
     """Status of every target. `missing` counts closed windows inside the catch-up horizon
-    never collected; `stale` is set when the last success is older than `max_age`."""
+    never collected; `stale` is set when the last success is older than `max_age`;
+    `failing_windows` holds the newest `failing_limit` failing windows."""
     c = LEDGER.c
-    since = to_datetime(floor_to(now - horizon, size))  # where `expected` starts counting
+    horizon_start = floor_to(now - horizon, size)  # where `expected` starts counting
+    since = to_datetime(horizon_start)
     current = window_at(now, size)
     collected = c.fetch_count > 0
+    is_failing = and_(c.last_error.is_not(None), not_(c.settled))
     summary = (
         select(
             c.org_id,
@@ -72,26 +136,44 @@ def target_status(
                 case((and_(collected, c.window_start >= since,
                            c.window_start < to_datetime(current.start)), 1))
             ).label("recent"),
-            func.count(case((c.last_error.is_not(None), 1))).label("failing"),
+            func.count(case((is_failing, 1))).label("failing"),
         )
         .group_by(c.org_id, c.segment)
     )
+    # The newest `failing_limit` failing windows of each target, ranked in the database:
+    # a revoked token on a long backfill leaves thousands of them, and only these are shown.
+    ranked = (
+        select(
+            c.org_id, c.segment, c.window_start, c.window_end, c.failure_count, c.last_error,
+            func.row_number()
+            .over(partition_by=(c.org_id, c.segment), order_by=c.window_start.desc())
+            .label("recency"),
+        )
+        .where(is_failing)
+        .subquery()
+    )
     failing = (
-        select(c.org_id, c.segment, c.window_start, c.window_end, c.failure_count, c.last_error)
-        .where(c.last_error.is_not(None))
-        .order_by(c.window_start.desc())
+        select(ranked)
+        .where(ranked.c.recency <= failing_limit)
+        .order_by(ranked.c.org_id, ranked.c.segment, ranked.c.recency)
     )
     expected = count_windows(now - horizon, current.start, size)
     try:
         with reading(engine) as conn:
             rows = {(r.org_id, r.segment): r for r in conn.execute(summary)}
-            failures = conn.execute(failing).all()
+            failures: dict[tuple[str, str], list[FailingWindow]] = {}
+            for f in conn.execute(failing):
+                failures.setdefault((f.org_id, f.segment), []).append(
+                    FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
+                                  f.failure_count, f.last_error)
+                )
     except SQLAlchemyError as exc:
         raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
     result = []
     for target in targets:
-        status = TargetStatus(target.org_id, target.segment, missing=expected)
-        row = rows.get((target.org_id, target.segment))
+        key = (target.org_id, target.segment)
+        status = TargetStatus(*key, missing=expected, horizon_start=horizon_start)
+        row = rows.get(key)
         if row is not None:
             status.newest_window = _ts(row.newest)
             status.last_success = _ts(row.last_success)
@@ -100,14 +182,9 @@ def target_status(
             status.missing = max(0, expected - row.recent)
             status.failing = row.failing
         if status.last_success is not None:
-            status.staleness = max(0.0, now - status.last_success)
-            status.stale = status.staleness > max_age
-        status.failing_windows = [
-            FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
-                          f.failure_count, f.last_error)
-            for f in failures
-            if (f.org_id, f.segment) == (target.org_id, target.segment)
-        ][:failing_limit]
+            status.staleness = max(0, round(now - status.last_success))
+            status.stale = now - status.last_success > max_age
+        status.failing_windows = failures.get(key, [])
         result.append(status)
     return result
 

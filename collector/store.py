@@ -7,23 +7,84 @@ again replaces its values (an upsert), so re-collecting never duplicates anythin
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 import threading
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    false,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error, reading
-from collector.errors import StorageError
+from collector.errors import ConfigError, StorageError
 from collector.planner import Due
 from collector.records import Collected, Failed, Outcome
+from collector.schema import Setting
 from collector.targets import Target
-from collector.windows import Window, to_datetime, to_timestamp
-from collector.writer import LEDGER, Writer
+from collector.windows import Window, format_duration, to_datetime, to_timestamp
+from collector.writer import LEDGER, WINDOWS, Writer
 
-__all__ = ["LEDGER", "Store"]
+__all__ = ["LEDGER", "Store", "due_clause", "free_clause"]
+
+SETTINGS: Table = Setting.__table__  # type: ignore[assignment]
+WINDOW_SECONDS = "window_seconds"
+
+
+def due_clause(*, now: float, cutoff: float, interval: int) -> ColumnElement[bool]:
+    """The one rule of when a ledger row is due, for the daemon's planner, its claims and
+    the backfill alike: not settled, and either its due time has come by `cutoff`, or it is
+    a window still open at `now` whose last fetch is an `interval` old by `cutoff` (so due
+    times computed under a longer, older interval never hold an open window back)."""
+    c = LEDGER.c
+    came = or_(c.next_due_at.is_(None), c.next_due_at <= to_datetime(int(cutoff)))
+    if interval > 0:
+        open_and_old = and_(
+            c.window_end > to_datetime(int(now)),
+            c.last_fetched_at <= to_datetime(math.floor(cutoff - interval)),
+        )
+        came = or_(came, open_and_old)
+    return and_(c.settled == false(), came)
+
+
+def claim_owner(kind: str) -> str:
+    """A name for the claims of one process: ``host:pid:kind:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{kind}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when `owner` names a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's: its claims expire by themselves
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_clause(now: float) -> ColumnElement[bool]:
+    """Nobody holds a live claim on the row."""
+    c = LEDGER.c
+    return or_(c.lease_expires_at.is_(None), c.lease_expires_at <= to_datetime(int(now)))
 
 
 class Store:
@@ -51,6 +112,8 @@ class Store:
             return
         collected = [o for o in outcomes if isinstance(o, Collected)]
         failed = [o for o in outcomes if isinstance(o, Failed)]
+        if not (collected or failed):
+            return  # deferred windows write nothing: they stay due as they were
         try:
             with self._transaction() as conn:
                 if collected:
@@ -62,7 +125,7 @@ class Store:
                     )
         except SQLAlchemyError as exc:
             raise StorageError(
-                f"could not write {len(outcomes)} window(s) to the database: "
+                f"could not write {len(collected) + len(failed)} window(s) to the database: "
                 f"{describe_error(exc)}; they stay due"
             ) from None
 
@@ -79,29 +142,31 @@ class Store:
         conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items, owner))
 
     def plan_inputs(
-        self, target: Target, cutoff: float, since: float
+        self, target: Target, *, now: float, cutoff: float, since: float, interval: int
     ) -> tuple[list[Due], set[int]]:
-        """What the planner needs for one target: the windows the ledger holds as due by
-        `cutoff`, and the starts of every window it knows from `since` on."""
-        cutoff = int(cutoff)  # due times are whole seconds
+        """What the planner needs for one target: the windows due by `cutoff` (the one due
+        rule, `due_clause`), and the starts of every window the ledger knows from `since` on."""
         c = LEDGER.c
-        stmt = select(c.window_start, c.window_end, c.next_due_at, c.settled).where(
+        due_rule = due_clause(now=now, cutoff=cutoff, interval=interval)
+        stmt = select(
+            c.window_start, c.window_end, c.next_due_at, c.last_fetched_at, due_rule.label("due")
+        ).where(
             c.org_id == target.org_id,
             c.segment == target.segment,
-            or_(
-                c.window_start >= to_datetime(int(since)),
-                and_(c.settled.is_(False), c.next_due_at <= to_datetime(int(cutoff))),
-            ),
+            or_(c.window_start >= to_datetime(int(since)), due_rule),
         )
         due: list[Due] = []
         known: set[int] = set()
         try:
             with reading(self.engine) as conn:
-                for start, end, next_due, settled in conn.execute(stmt):
+                for start, end, next_due, last_fetched, is_due in conn.execute(stmt):
                     window = Window(to_timestamp(start), to_timestamp(end))
                     known.add(window.start)
-                    if not settled and next_due is not None and to_timestamp(next_due) <= cutoff:
-                        due.append(Due(window, to_timestamp(next_due)))
+                    if is_due:
+                        since_ts = to_timestamp(next_due) if next_due is not None else int(now)
+                        if last_fetched is not None and window.end > now:
+                            since_ts = min(since_ts, to_timestamp(last_fetched) + interval)
+                        due.append(Due(window, since_ts, repoll=last_fetched is not None))
         except SQLAlchemyError as exc:
             raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
         return due, known
@@ -115,13 +180,15 @@ class Store:
         now: float,
         cutoff: float,
         lease: float,
+        interval: int,
+        force: bool = False,
     ) -> set[int]:
         """Claim `windows` for `owner` until ``now + lease``; returns the starts it got.
 
-        A window is claimed when its ledger row is new, or is still due by `cutoff`, unsettled,
-        and not claimed by anyone else (or their claim has expired). The check and the claim
-        are one statement, so of several daemons asking at once exactly one gets each window.
-        Saving the window's outcome ends the claim.
+        A window is claimed when its ledger row is new, or is due by `cutoff` (`due_clause`;
+        with `force`, settled or not) and not claimed by anyone else (or their claim has
+        expired). The check and the claim are one statement, so of several processes asking
+        at once exactly one gets each window. Saving the window's outcome ends the claim.
         """
         if not windows:
             return set()
@@ -143,6 +210,9 @@ class Store:
             for w in windows
         ]
         insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
+        condition = free_clause(now)
+        if not force:
+            condition = and_(due_clause(now=now, cutoff=cutoff, interval=interval), condition)
         claimed: set[int] = set()
         try:
             with self._transaction() as conn:
@@ -151,18 +221,105 @@ class Store:
                     stmt = values.on_conflict_do_update(
                         index_elements=[c.org_id, c.segment, c.window_start],
                         set_={"lease_owner": owner, "lease_expires_at": expires},
-                        where=and_(
-                            c.settled.is_(False),
-                            or_(c.next_due_at.is_(None),
-                                c.next_due_at <= to_datetime(int(cutoff))),
-                            or_(c.lease_expires_at.is_(None),
-                                c.lease_expires_at <= to_datetime(int(now))),
-                        ),
+                        where=condition,
                     ).returning(c.window_start)
                     claimed.update(to_timestamp(start) for (start,) in conn.execute(stmt))
         except SQLAlchemyError as exc:
             raise StorageError(f"could not claim windows: {describe_error(exc)}") from None
         return claimed
+
+    def not_due_starts(
+        self,
+        target: Target,
+        start: int,
+        end: int,
+        *,
+        now: float,
+        cutoff: float,
+        interval: int,
+        force: bool = False,
+    ) -> set[int]:
+        """The starts in ``[start, end)`` that `claim` would not take now (done, not yet due
+        again, or claimed by someone else): what a dry run counts as skipped."""
+        c = LEDGER.c
+        takeable = free_clause(now)
+        if not force:
+            takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
+        stmt = select(c.window_start).where(
+            c.org_id == target.org_id,
+            c.segment == target.segment,
+            c.window_start >= to_datetime(start),
+            c.window_start < to_datetime(end),
+            not_(takeable),
+        )
+        try:
+            with reading(self.engine) as conn:
+                return {to_timestamp(row[0]) for row in conn.execute(stmt)}
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+
+    def check_window_size(self, size: int, *, record: bool = True) -> None:
+        """Refuse a window size other than the one the database was collected at: windows of
+        two sizes overlap, and every total over them would count sessions twice. The first
+        command that writes records the size (`record`). Raises `ConfigError`."""
+        try:
+            with reading(self.engine) as conn:
+                stored = self._stored_window_size(conn, size)
+            if stored is None and record:
+                with self._transaction() as conn:  # the first writer records it
+                    stored = self._stored_window_size(conn, size)
+                    if stored is None:
+                        conn.execute(
+                            SETTINGS.insert().values(key=WINDOW_SECONDS, value=str(size))
+                        )
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"could not check the window size the database was collected at: "
+                f"{describe_error(exc)}. Nothing was fetched; the windows stay due"
+            ) from None
+        if stored is not None and stored != size:
+            old, new = format_duration(stored), format_duration(size)
+            raise ConfigError(
+                f"the database holds {old} windows, but [windows].size is {new}: windows of two "
+                "sizes overlap, and every daily total would count sessions twice. Set "
+                f'[windows].size = "{old}" again, or point [database].url at a new database '
+                f"for {new} windows (the old one keeps its data)"
+            )
+
+    @staticmethod
+    def _stored_window_size(conn: Connection, size: int) -> int | None:
+        """The recorded window size; else the size of any stored window that is not `size`
+        (a database from before the size was recorded); else None."""
+        s, w, c = SETTINGS.c, WINDOWS.c, LEDGER.c
+        value = conn.execute(select(s.value).where(s.key == WINDOW_SECONDS)).scalar()
+        if value is not None:
+            return int(value)
+        other = conn.execute(
+            select(w.window_seconds).where(w.window_seconds != size).limit(1)
+        ).scalar()
+        if other is not None:
+            return int(other)
+        row = conn.execute(select(c.window_start, c.window_end).limit(1)).first()
+        if row is not None and to_timestamp(row[1]) - to_timestamp(row[0]) != size:
+            return to_timestamp(row[1]) - to_timestamp(row[0])
+        return None
+
+    def release_orphans(self, now: float, alive: Callable[[str], bool]) -> int:
+        """End the claims whose holder is known to be gone (`alive(owner)` is False), such
+        as those of a killed backfill on this host; returns how many owners were let go."""
+        c = LEDGER.c
+        stmt = select(c.lease_owner).distinct().where(
+            c.lease_owner.is_not(None), c.lease_expires_at > to_datetime(int(now))
+        )
+        try:
+            with reading(self.engine) as conn:
+                owners = [owner for (owner,) in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+        gone = [owner for owner in owners if not alive(owner)]
+        for owner in gone:
+            self.release(owner)
+        return len(gone)
 
     def release(self, owner: str | None) -> None:
         """End every claim `owner` still holds (windows it claimed but did not reach); with

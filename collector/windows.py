@@ -7,7 +7,6 @@ UTC midnight too: a day holds a whole number of them, and no two windows overlap
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +82,12 @@ def floor_to(ts: float, size: int) -> int:
     return int(ts // size) * size
 
 
+def ceil_to(ts: float, size: int) -> int:
+    """The first window boundary at or after `ts`: the end of the last window of `size`
+    seconds that overlaps ``[..., ts)``. The one rounding rule for range ends."""
+    return -int(-ts // size) * size
+
+
 def window_at(ts: float, size: int) -> Window:
     """The window of `size` seconds that contains the instant `ts`."""
     start = floor_to(ts, size)
@@ -106,7 +111,7 @@ def count_windows(start: float, end: float, size: int) -> int:
     first = floor_to(start, size)
     if end <= first:
         return 0
-    return math.ceil((end - first) / size)
+    return (ceil_to(end, size) - first) // size
 
 
 def due_now(now: float, size: int) -> list[Window]:

@@ -79,12 +79,27 @@ class Writer:
             fetch_count="collection_ledger.fetch_count + 1",
             **release,
         )
+        # A failure never overwrites a newer success, nor touches a settled window: its
+        # values stay what the last success stored, and it is not failing.
+        superseded = (
+            "(collection_ledger.settled OR (collection_ledger.last_fetched_at IS NOT NULL "
+            "AND collection_ledger.last_fetched_at > excluded.last_error_at))"
+        )
+
+        def unless_superseded(column: str, value: str) -> str:
+            return f"CASE WHEN {superseded} THEN collection_ledger.{column} ELSE {value} END"
+
         self.ledger_failure = self._upsert(
             LEDGER,
             first_fetched_at="collection_ledger.first_fetched_at",
             last_fetched_at="collection_ledger.last_fetched_at",
             fetch_count="collection_ledger.fetch_count",
-            failure_count="collection_ledger.failure_count + 1",
+            failure_count=unless_superseded(
+                "failure_count", "collection_ledger.failure_count + 1"
+            ),
+            last_error=unless_superseded("last_error", "excluded.last_error"),
+            last_error_at=unless_superseded("last_error_at", "excluded.last_error_at"),
+            next_due_at=unless_superseded("next_due_at", "excluded.next_due_at"),
             settled="collection_ledger.settled",
             **release,
         )

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 from collector import db
 from collector.client import Credentials, DevinClient, make_http_client
 from collector.config import Config, parse_config
+from collector.logs import reset_logging
 from collector.simulator import Simulator, TokenGrant
 from collector.throttle import RetryPolicy
 
@@ -51,6 +52,13 @@ class SleepRecorder:
         self.calls.append(seconds)
         if self.clock is not None:
             self.clock.advance(seconds)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with the logging it found: commands configure the root logger."""
+    yield
+    reset_logging()
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -29,7 +31,7 @@ from tests.conftest import TOKEN, sqlite_tables
 from tests.test_collect import ts
 
 SINCE, UNTIL = "2026-10-01", "2026-10-03"
-OCT1 = bf.parse_when(SINCE)
+OCT1 = int(bf.parse_when(SINCE))
 ENV = {"DEVIN_API_TOKEN": TOKEN}
 
 
@@ -126,6 +128,25 @@ def test_dry_run_counts_and_estimates_without_requests(
 
 
 @pytest.mark.parametrize(
+    ("beta_token", "seconds"), [(TOKEN, "36s"), ("cog_beta_token", "24s")]
+)
+def test_dry_run_shares_the_rate_limit_of_one_token_held_in_two_variables(
+    live_sim: Simulator, tmp_path: Path, beta_token: str, seconds: str
+) -> None:
+    """org-beta's token is in a variable of its own; when it holds the same token as
+    org-alpha's, the two share one rate limit: 72 requests at 2/s, not 48 and 24 apart."""
+    config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'c.db'}")
+    text = config.read_text().replace("rate_limit = 2000", "rate_limit = 2")
+    config.write_text(text.replace('id = "org-beta"\n', 'id = "org-beta"\ntoken_env = "BETA"\n'))
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "backfill", "--since", SINCE, "--until", "2026-10-02",
+               "--dry-run"], env={**ENV, "BETA": beta_token}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "72 request(s) to make" in result.output
+    assert f"about {seconds} at 2 request(s)/s per token" in result.output
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--since", "2026-10-03", "--until", "2026-10-01"], "wrong way round"),
@@ -172,11 +193,16 @@ def test_the_plan_is_streamed() -> None:
         def __init__(self) -> None:
             pass
 
+        def not_due_starts(self, *args: object, **kwargs: object) -> set[int]:
+            return set()
+
     targets = [Target(f"org-{i}") for i in range(100)]
     span = bf.Range.snapped(OCT1 - 5 * 365 * DAY, OCT1, 300)
     assert span.windows_per_target * len(targets) > 50_000_000
     tracemalloc.start()
-    first = list(islice(bf.plan(NoLedger(), targets, span, now=OCT1, force=True), 100_000))
+    plan = bf.plan(NoLedger(), targets, span, clock=lambda: OCT1, interval=900, claims=None,
+                   force=True)
+    first = list(islice(plan, 100_000))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(first) == 100_000
@@ -187,13 +213,27 @@ def test_the_plan_is_streamed() -> None:
 
 def test_reporter_logs_progress_when_not_interactive(caplog: pytest.LogCaptureFixture) -> None:
     reporter = Reporter(100, interactive=False, every=0.0)
-    with caplog.at_level(logging.WARNING, logger="collector.backfill"):
+    with caplog.at_level(logging.INFO, logger="collector.backfill"):
         reporter.advance(40)
         reporter.advance(10)
     reporter.close()
     assert "backfill: 40/100 windows" in caplog.text
     assert "backfill: 50/100 windows" in caplog.text
     assert "ETA" in caplog.text
+    assert {r.levelname for r in caplog.records} == {"INFO"}  # progress is not a warning
+
+
+def test_reporter_counts_every_advance_from_many_threads() -> None:
+    reporter = Reporter(10**9, interactive=False, every=3600.0)
+    threads = [
+        threading.Thread(target=lambda: [reporter.advance(1) for _ in range(20_000)])
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reporter.done == 8 * 20_000
 
 
 def _backfill_process(config: Path) -> subprocess.Popen[str]:
@@ -256,6 +296,7 @@ def test_backfill_beside_a_running_daemon_on_sqlite(tmp_path: Path) -> None:
             '[schedule]\ninterval = "1s"\ncatchup_horizon = "6h"\njitter = "0s"\n',
         )
         env = {**os.environ, **ENV}
+        started = time.time()
         daemon = subprocess.Popen(
             [sys.executable, "-m", "collector", "--config", str(config), "run"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -270,7 +311,17 @@ def test_backfill_beside_a_running_daemon_on_sqlite(tmp_path: Path) -> None:
         finally:
             daemon.send_signal(signal.SIGTERM)
             _, daemon_err = daemon.communicate(timeout=60)
+        requests = [r for r in sim.requests if r.status == 200]
     assert backfill.returncode == 0, backfill.stderr
+    # both take claims, so history is fetched once: windows closed an hour before the test
+    # began are due for no re-poll during it, and each is fetched by one of the two
+    history = Counter(
+        (r.org_id, r.user_ids, r.time_after) for r in requests
+        if r.time_before is not None and r.time_before <= started - 3600
+    )
+    assert len(history) >= 2 * 8 * 24 + 8 * 24  # three targets, eight days
+    assert sum(history.values()) / len(history) <= 1.05
+    assert max(history.values()) == 1
     assert daemon.returncode == 0, daemon_err
     assert "locked" not in backfill.stderr + daemon_err
     assert "run org=org-alpha" in daemon_err
@@ -284,3 +335,46 @@ def test_backfill_beside_a_running_daemon_on_sqlite(tmp_path: Path) -> None:
     for _org, _segment, count, distinct in per_target:
         assert count == distinct
         assert count >= 8 * 24
+
+
+def test_backfill_never_stores_a_window_that_has_not_started(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    db_file = tmp_path / "f.db"
+    config = migrated(tmp_path, live_sim, f"sqlite:///{db_file}")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    ahead = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 2 * DAY))
+    result = cli(config, "backfill", "--since", today, "--until", ahead)
+    now = time.time()
+    assert result.exit_code == 0, result.output
+    assert f"--until {ahead} is in the future" in result.output
+    open_window = int(now // 3600) * 3600
+    with sqlite3.connect(db_file) as conn:
+        starts = {row[0] for row in conn.execute(
+            "SELECT CAST(strftime('%s', window_start) AS INTEGER) FROM collection_ledger")}
+        days = {row[0] for row in conn.execute("SELECT day FROM session_metrics_daily")}
+    midnight = int(now // DAY) * DAY
+    # every window of today up to the open one, none after it
+    assert starts == set(range(midnight, open_window + 1, 3600))
+    assert days == {today}
+    # a range that starts in the future is a usage error, and fetches nothing
+    live_sim.reset_stats()
+    result = cli(config, "backfill", "--since", ahead)
+    assert result.exit_code == 2
+    assert "--since is in the future" in result.output
+    assert live_sim.count() == 0
+
+
+def test_until_in_the_first_second_of_a_window_includes_it_in_the_run_and_the_dry_run(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    """One rounding rule: an end inside a window (even half a second into it) includes it."""
+    span = bf.Range.snapped(OCT1, OCT1 + 5 * 3600 + 0.5, 3600)
+    assert (span.until, span.windows_per_target) == (OCT1 + 6 * 3600, 6)
+    config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'r.db'}")
+    until = "2026-10-01T05:00:00.500000+00:00"
+    dry = cli(config, "backfill", "--since", SINCE, "--until", until, "--dry-run")
+    assert "3 target(s) x 6 windows = 18 windows" in dry.output
+    result = cli(config, "backfill", "--since", SINCE, "--until", until)
+    assert "18 of 18 window(s) collected" in result.output
+    assert live_sim.count() == 18

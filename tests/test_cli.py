@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,11 @@ from sqlalchemy import create_engine, text
 
 from collector.cli import main
 from collector.db import SCHEMA_HEAD
-from collector.simulator import Simulator, TokenGrant
-from collector.windows import due_now
+from collector.simulator import Fault, Simulator, TokenGrant
 from tests.conftest import TOKEN
 
 ENV_TOKEN = "DEVIN_API_TOKEN"
+
 
 
 @pytest.fixture
@@ -42,6 +44,13 @@ def write_config(path: Path, base_url: str, db_url: str, extra: str = "") -> Pat
     return path
 
 
+def ts(value: datetime | str) -> int:
+    """A timestamp as Unix seconds, whether the backend returns text or datetimes."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return int(value.replace(tzinfo=value.tzinfo or UTC).timestamp())
+
+
 def run(args: list[str], env: dict[str, str]) -> Result:
     return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
@@ -58,20 +67,23 @@ def test_collect_end_to_end(live_sim: Simulator, tmp_path: Path, db_url: str) ->
     assert run(["--config", str(config), "db", "upgrade"], env).output.endswith(
         f"database already at revision {SCHEMA_HEAD}\n"
     )
+    hour_before = int(time.time()) // 3600 * 3600  # the open window's start
     result = run(["--config", str(config), "-v", "collect"], env)
+    hour_after = int(time.time()) // 3600 * 3600
     assert result.exit_code == 0, result.output
     assert "6 of 6 window(s) collected" in result.output
     assert TOKEN not in result.output
-    windows = {w.start for w in due_now(time.time(), 3600)}
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT org_id, segment, window_start FROM metric_windows"))
-        assert len(stored.all()) == 6
-        seen = {(r.org_id, r.segment) for r in conn.execute(
-            text("SELECT org_id, segment FROM session_metrics"))}
+        stored = sorted((r.org_id, r.segment, ts(r.window_start)) for r in conn.execute(
+            text("SELECT org_id, segment, window_start FROM session_metrics")))
     engine.dispose()
-    assert seen == {("org-alpha", "all"), ("org-alpha", "team"), ("org-beta", "all")}
-    assert len(windows) == 2
+    # the previous and the open window of every target (the hour may turn meanwhile)
+    targets = [("org-alpha", "all"), ("org-alpha", "team"), ("org-beta", "all")]
+    assert stored in (
+        [(o, s, w) for o, s in targets for w in (hour_before - 3600, hour_before)],
+        [(o, s, w) for o, s in targets for w in (hour_after - 3600, hour_after)],
+    )
     assert live_sim.count(status=200) == 6
 
 
@@ -88,8 +100,32 @@ def test_collect_partial_failure_exits_1_and_lists_failures(
     assert "2 window(s) failed" in result.output
     assert "org-beta" in result.output
     assert "401" in result.output
-    assert "stay due" in result.output
+    # an access error is said once per org, with advice that fits it: no promise that
+    # running again fetches them
+    assert result.output.count("the API rejected the token") == 1
+    assert "(2 window(s))" in result.output
+    assert "Fix the token, permission or org id" in result.output
+    assert "stay due" not in result.output
     assert "cog_expired_token_123" not in result.output
+
+
+def test_transient_failures_name_each_window_once_and_say_rerun(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
+    env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
+    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    live_sim.inject(Fault("status", status=503, count=1000, org_id="org-beta"))
+    result = run(["--config", str(config), "collect"], env)
+    assert result.exit_code == 1
+    failures = [line for line in result.output.splitlines() if "503" in line]
+    assert len(failures) == 2
+    for line in failures:
+        label = line.split(": ", 1)[0].strip()  # "org-beta 2026-11-26 10:00..11:00Z"
+        assert label.startswith("org-beta ")
+        assert line.count(label) == 1  # the window is named once, not twice
+    assert "stay due, and running again fetches them" in result.output
 
 
 @pytest.mark.parametrize(
@@ -146,3 +182,47 @@ def test_demo_shows_real_rows(tmp_path: Path) -> None:
     assert days >= 6
     assert sessions > 0
     assert f"{windows} windows" in proc.stdout or f"collected {windows} windows" in proc.stdout
+
+
+def test_a_different_window_size_is_refused_and_nothing_is_counted_twice(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    db_file = tmp_path / "c.db"
+    db_url = f"sqlite:///{db_file}"
+    config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
+    env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
+    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    assert run(["--config", str(config), "collect"], env).exit_code == 0
+
+    def daily() -> list[tuple[object, ...]]:
+        with sqlite3.connect(db_file) as conn:
+            return conn.execute("SELECT org_id, segment, day, sessions_created_count"
+                                " FROM session_metrics_daily ORDER BY 1, 2, 3").fetchall()
+
+    before = daily()
+    live_sim.reset_stats()
+    text = config.read_text().replace('size = "1h"', 'size = "1d"')
+    config.write_text(text)
+    for command in (["collect"], ["backfill", "--since", "2026-11-01"], ["run"], ["status"]):
+        result = run(["--config", str(config), *command], env)
+        assert result.exit_code == 2, (command, result.output)
+        assert "the database holds 1h windows, but [windows].size is 1d" in result.output
+        assert 'Set [windows].size = "1h" again' in result.output
+    assert live_sim.count() == 0
+    assert daily() == before
+
+
+def test_verbose_shows_a_debug_line_per_window(live_sim: Simulator, tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
+    env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
+    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    quiet = run(["--config", str(config), "collect"], env)
+    assert "window collected" not in quiet.output
+    loud = run(["--config", str(config), "-v", "--log-format", "json", "collect"], env)
+    assert loud.exit_code == 0
+    lines = [json.loads(line) for line in loud.output.splitlines() if line.startswith("{")]
+    per_window = [e for e in lines if e["event"] == "window collected"]
+    assert len(per_window) == 6  # three targets, two windows each
+    assert {e["target"] for e in per_window} == {"org-alpha", "org-alpha/team", "org-beta"}
+    assert all(e["level"] == "debug" for e in per_window)

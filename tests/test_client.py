@@ -13,6 +13,7 @@ from collector.client import Credentials, DevinClient, make_http_client
 from collector.config import parse_config
 from collector.errors import (
     AuthenticationError,
+    DeferredError,
     InvalidPayloadError,
     MalformedResponseError,
     NetworkError,
@@ -99,10 +100,16 @@ def test_422_is_a_bug_report_with_the_detail(sim: Simulator, make_client: MakeCl
 def test_real_422_from_the_simulator_carries_loc_and_msg(
     sim: Simulator, make_client: MakeClient
 ) -> None:
+    # a bound that is not an integer: the API's validation answers 422 with a detail list
     with pytest.raises(RequestRejectedError) as info:
-        make_client().fetch(ALPHA, Window(T0, T0))  # empty window: the API refuses it
+        make_client().fetch(ALPHA, Window(T0, T0 + 1.5))  # type: ignore[arg-type]
     assert sim.count() == 1
-    assert "400" in str(info.value)
+    assert sim.count(status=422) == 1
+    assert info.value.status == 422
+    assert (
+        "rejected the request with 422: query.time_before: Input should be a valid integer, "
+        "unable to parse string as an integer. This is a bug"
+    ) in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -180,9 +187,10 @@ def test_retry_after_beyond_the_cap_gives_up_at_once(
     with pytest.raises(RateLimitedError, match="longer than retry_after_cap"):
         client.fetch(ALPHA, W)
     assert sim.count() == 1
-    # the token stays blocked: the next window fails fast without a request
-    with pytest.raises(RateLimitedError, match="asked this token to wait"):
+    # the token stays blocked: the next window is deferred at once, without a request
+    with pytest.raises(DeferredError, match="asked this token to wait") as deferred:
         client.fetch(ALPHA, Window(W.end, W.end + 3600))
+    assert deferred.value.attempts == 0
     assert sim.count() == 1
     assert sleep.calls == []
 

@@ -119,3 +119,121 @@ def test_missing_token_names_org_and_variable(tmp_path: Path) -> None:
         resolve_token(config, config.orgs[1], env)
     assert "org-two" in str(info.value)
     assert "TOKEN_TWO" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("interval", "jitter", "seconds"),
+    [("10s", "1s", 1), ("5s", "0s", 0), ("1s", "0s", 0), ("2m", "12s", 12), ("15m", "30s", 30),
+     ("1h", "30s", 30)],
+)
+def test_jitter_not_set_follows_the_interval(
+    tmp_path: Path, interval: str, jitter: str, seconds: int
+) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f'[schedule]\ninterval = "{interval}"\n'), {})
+    assert config.schedule.jitter == jitter
+    assert config.schedule.jitter_seconds == seconds
+    assert 2 * seconds < config.schedule.interval_seconds
+
+
+def test_jitter_set_explicitly_is_kept_and_checked(tmp_path: Path) -> None:
+    text = MINIMAL + '[schedule]\ninterval = "10s"\njitter = "4s"\n'
+    assert load_config(write(tmp_path, text), {}).schedule.jitter_seconds == 4
+    with pytest.raises(ConfigError, match=r"jitter \(5s\) must be less than half the interval"):
+        load_config(write(tmp_path, text.replace('"4s"', '"5s"')), {})
+
+
+@pytest.mark.parametrize("interval", ["0s", "0m", "500ms", "0.5s"])
+def test_interval_under_a_second_is_refused_as_such(tmp_path: Path, interval: str) -> None:
+    path = write(tmp_path, MINIMAL + f'[schedule]\ninterval = "{interval}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "  schedule.interval: interval must be at least 1s" in str(info.value)
+    assert "jitter" not in str(info.value)
+
+
+def test_interval_longer_than_the_window_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, MINIMAL + '[windows]\nsize = "30m"\n[schedule]\ninterval = "1h"\n')
+    with caplog.at_level("WARNING", logger="collector.config"):
+        config = load_config(path, {})
+    assert config.schedule.interval == "1h"
+    warnings = [r for r in caplog.records if r.name == "collector.config"]
+    assert len(warnings) == 1
+    assert warnings[0].levelname == "WARNING"
+    message = warnings[0].getMessage()
+    assert str(path) in message
+    assert "[schedule].interval (1h) is longer than [windows].size (30m)" in message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="collector.config"):
+        load_config(write(tmp_path, MINIMAL + '[schedule]\ninterval = "1h"\n'), {})
+    assert [r for r in caplog.records if r.name == "collector.config"] == []
+
+
+SECRET = "cog_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL + f'[api]\ntoken_env = "{SECRET}"\n', "api.token_env"),
+        (f'[[orgs]]\nid = "org-abc123"\ntoken_env = "{SECRET}"\n', "orgs[0].token_env"),
+        (MINIMAL + '[api]\ntoken_env = "' + "Zq8xW2pL9vN4" * 4 + '"\n', "api.token_env"),
+    ],
+)
+def test_token_in_token_env_is_refused_without_echoing_it(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), {})
+    message = str(info.value)
+    assert f"  {key}: this looks like a token, not the name of an environment variable" in message
+    assert "put the variable's NAME here" in message
+    assert SECRET not in message
+    assert "Zq8xW2pL9vN4" not in message
+
+
+def test_bad_variable_name_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + '[api]\ntoken_env = "my secret value"\n'), {})
+    assert "  api.token_env: the value is not an environment variable name" in str(info.value)
+    assert "my secret value" not in str(info.value)
+    long_name = "DEVIN_API_TOKEN_FOR_THE_PLATFORM_TEAM_IN_PRODUCTION"
+    text = MINIMAL + f'[api]\ntoken_env = "{long_name}"\n'
+    assert load_config(write(tmp_path, text), {}).api.token_env == long_name
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL + f'[api]\ntoken = "{SECRET}"\n', "api.token"),
+        (MINIMAL + f'token = "{SECRET}"\n', "orgs[0].token"),
+        (MINIMAL + f'api_key = "{SECRET}"\n', "orgs[0].api_key"),
+        (f'token = "{SECRET}"\n' + MINIMAL, "token"),
+    ],
+)
+def test_token_in_the_file_says_where_tokens_belong(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), {})
+    message = str(info.value)
+    assert f"  {key}: tokens are never read from this file, only from the environment" in message
+    assert "token_env" in message
+    assert "unknown key" not in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://api.devin.ai/v3", "https://api.devin.ai/v3/", "https://api.devin.ai/V3//",
+     "https://api.devin.ai/"],
+)
+def test_base_url_loses_a_trailing_v3(tmp_path: Path, base_url: str) -> None:
+    text = MINIMAL + f'[api]\nbase_url = "{base_url}"\n'
+    assert load_config(write(tmp_path, text), {}).api.base_url == "https://api.devin.ai"
+
+
+def test_base_url_keeps_a_path_prefix(tmp_path: Path) -> None:
+    text = MINIMAL + '[api]\nbase_url = "https://proxy.example.com/devin/v3/"\n'
+    assert load_config(write(tmp_path, text), {}).api.base_url == (
+        "https://proxy.example.com/devin"
+    )

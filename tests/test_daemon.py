@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from collector.simulator import Simulator
 from collector.status import target_status
 from collector.store import Store
 from collector.targets import targets_from_config
-from collector.windows import DAY, Window, window_at
+from collector.windows import DAY, Window, window_at, windows_between
 from tests.conftest import T0, TOKEN, FakeClock
 from tests.test_collect import by_window, rows, ts
 
@@ -31,11 +32,12 @@ def daemon_for(
     make_config: Callable[..., Config], make_client: MakeClient, engine: Engine, clock: FakeClock
 ) -> Callable[..., Daemon]:
     def build(tokens: dict[str, str] | None = None, metrics: Metrics | None = None,
-              concurrency: int = 4, **schedule: Any) -> Daemon:
+              concurrency: int = 4, rate_limit: float = 1e6, **schedule: Any) -> Daemon:
         config = make_config(schedule={"interval": "15m", "repoll_ages": AGES,
                                        "catchup_horizon": "1d", "jitter": "0s", **schedule},
                              api={"concurrency": concurrency})
-        client = make_client(tokens=tokens, on_attempt=metrics.attempt if metrics else None)
+        client = make_client(tokens=tokens, on_attempt=metrics.attempt if metrics else None,
+                             rate_limit=rate_limit)
         return Daemon(config, client, Store(engine), clock=clock, metrics=metrics)
 
     return build
@@ -121,7 +123,7 @@ def test_restart_resumes_without_skipping_or_refetching(
     assert {counts[T0 + h * 3600] for h in range(2, 24)} == {4 + len(AGES)}
 
 
-def test_downtime_is_caught_up_oldest_first_within_the_horizon(
+def test_downtime_is_caught_up_newest_gap_first_within_the_horizon(
     sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock, engine: Engine
 ) -> None:
     clock.now = T0 + 600
@@ -137,11 +139,12 @@ def test_downtime_is_caught_up_oldest_first_within_the_horizon(
     current = window_at(clock.now, 3600).start
     missed = list(range(current - 12 * 3600, current, 3600))
     assert starts[0] == current  # the open window first
-    # then what the ledger holds as due, oldest due first: the window that was open before
-    # the downtime (due a quarter of an hour later), the one that had just closed (due at its
-    # first repoll age) ...
+    # then the re-polls of windows collected before, most overdue first: the window that
+    # was open before the downtime (due a quarter of an hour later), the one that had just
+    # closed (due at its first repoll age) ...
     assert starts[1:3] == [T0, T0 - 3600]
-    assert starts[3:] == missed  # ... then the gaps inside the horizon, oldest first
+    # ... then the gaps inside the horizon, newest first: yesterday before last week
+    assert starts[3:] == missed[::-1]
     assert len(set(starts)) == len(starts)
     # the next run fetches only the open window: nothing else is due yet
     sim.reset_stats()
@@ -222,3 +225,67 @@ def test_prometheus_metrics(
     (last,) = [line for line in text.splitlines()
                if line.startswith('collector_last_success_timestamp_seconds{org_id="org-alpha"}')]
     assert float(last.split()[-1]) == T0 + 600
+
+
+def test_windows_a_run_cannot_reach_are_deferred_not_failed(
+    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock, engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A catch-up backlog larger than the rate limit allows before the run's deadline: the
+    run stops taking windows it cannot start in time, and those are deferred: not written,
+    not failing, counted apart, logged at INFO; the next runs take them."""
+    metrics = Metrics()
+    clock.now = T0 + 600
+    # 20 requests a second, a 1-second deadline: about 20 of the 49 due windows fit
+    daemon = daemon_for(metrics=metrics, catchup_horizon="2d", run_deadline="1s",
+                        rate_limit=20.0)
+    with caplog.at_level(logging.INFO, logger="collector"):
+        report = daemon.run_org("org-alpha")
+    assert report is not None
+    assert report.failed_count == 0
+    assert 10 <= report.collected <= 25
+    assert sim.count() == report.collected  # a deferred window costs no request
+    (run,) = [r for r in caplog.records if r.getMessage() == "run"]
+    assert run.levelno == logging.INFO
+    assert (run.due, run.collected, run.failed, run.deferred) == (  # type: ignore[attr-defined]
+        49, report.collected, 0, 49 - report.collected)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert rows(engine, "SELECT COUNT(*) AS n FROM collection_ledger"
+                        " WHERE last_error IS NOT NULL OR failure_count > 0")[0]["n"] == 0
+    (alpha,) = target_status(engine, targets_from_config(daemon.config)[:1], now=clock.now,
+                             size=3600, horizon=2 * DAY, max_age=1800)
+    assert alpha.failing == 0
+    assert alpha.collected == report.collected
+    deferred = metrics.windows.labels("org-alpha", "deferred")._value.get()
+    assert deferred == 49 - report.collected
+    assert metrics.windows.labels("org-alpha", "failed")._value.get() == 0
+    # the next run (here with room for all) takes the rest: nothing was lost
+    clock.advance(60)
+    daemon_for(catchup_horizon="2d").run_org("org-alpha")
+    assert set(by_window(engine, "session_metrics", targets_from_config(daemon.config)[0])) == {
+        w.start for w in windows_between(T0 + 600 - 2 * DAY, T0 + 600, 3600)}
+
+
+def test_a_shorter_interval_takes_effect_at_once(
+    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock
+) -> None:
+    """Due times computed under a 15-minute interval must not hold the open window back
+    once the interval is 20 seconds: every run fetches it."""
+    clock.now = T0 + 600
+    daemon_for(interval="15m", catchup_horizon="1h").run_org("org-alpha")
+    fast = daemon_for(interval="20s", catchup_horizon="1h", jitter="0s")
+    current = window_at(clock.now, 3600).start
+    for _ in range(3):
+        clock.advance(20)
+        sim.reset_stats()
+        fast.run_org("org-alpha")
+        assert [r.time_after for r in sim.requests] == [current]
+    # and the old interval, restored, fetches it no more often than every 15 minutes again
+    slow = daemon_for(interval="15m", catchup_horizon="1h")
+    clock.advance(20)
+    slow.run_org("org-alpha")  # due at the time the 20s interval set: fetched once more
+    for _ in range(3):
+        sim.reset_stats()
+        clock.advance(60)
+        slow.run_org("org-alpha")
+        assert sim.requests == []

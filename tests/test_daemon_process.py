@@ -108,7 +108,7 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
     with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
         write_config(tmp_path, sim.base_url)
         upgrade(tmp_path)
-        proc = collector(tmp_path, "run")
+        proc = collector(tmp_path, "--log-format", "json", "run")
         try:
             # the first run catches up 3h of 5-minute windows; later runs fetch the open one
             wait_for(lambda: sim.count(org_id="org-alpha", status=200) >= 37 + 2)
@@ -117,10 +117,14 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
         finally:
             proc.kill()
     assert proc.returncode == 0, stderr
-    runs = [line for line in stderr.splitlines() if "run org=org-alpha" in line]
+    events = [json.loads(line) for line in stderr.splitlines()]
+    # each run is one event whose counts are fields, not words inside the message
+    runs = [e for e in events if e["event"] == "run" and e.get("org") == "org-alpha"]
     assert len(runs) >= 3
-    assert "due=37 collected=37 failed=0" in runs[0]
-    assert "due=1 collected=1 failed=0" in runs[-1]
+    fields = ("due", "collected", "failed", "deferred")
+    assert [runs[0][f] for f in fields] == [37, 37, 0, 0]
+    assert [runs[-1][f] for f in fields] == [1, 1, 0, 0]
+    assert all(e["level"] == "info" and isinstance(e["duration_s"], float) for e in runs)
     status = subprocess.run(
         [sys.executable, "-m", "collector", "--config", str(tmp_path / "collector.toml"),
          "status", "--json", "--max-age", "1h"],

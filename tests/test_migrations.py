@@ -14,7 +14,7 @@ from collector.schema import Base
 VIEWS = {"session_metrics", "session_metrics_by_origin", "session_metrics_by_size",
          "session_metrics_daily"}
 TABLES = {"metric_windows", "metric_window_origins", "metric_window_sizes",
-          "collection_ledger", "alembic_version"}
+          "collection_ledger", "collector_settings", "alembic_version"}
 
 
 def test_schema_head_constant_is_alembics_head() -> None:

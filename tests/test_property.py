@@ -100,6 +100,7 @@ def check(rig: Rig, path: Path, asked: set[int]) -> None:
             " WHERE fetch_count > 0").fetchall())
     starts = [w[0] for w in windows]
     assert len(starts) == len(set(starts))
+    assert all(start <= fetched_at for start, *_, fetched_at in windows)  # never a future one
     assert all(n == distinct >= 9 for _, n, distinct in buckets)
     assert sizes[0] == sizes[1] == 5 * len(windows)
     assert ledger == {start: fetched for start, *_, fetched in windows}
@@ -147,9 +148,10 @@ def test_any_sequence_of_runs_faults_and_restarts_stores_the_truth(
                 if step[0] == "backfill":
                     _, back, length, force = step
                     start = T0 - back * HOUR
-                    span = bf.Range.snapped(start, start + length * HOUR, HOUR)
+                    span, _ = bf.Range.up_to_now(start, start + length * HOUR, HOUR, clock.now)
                     run_collection(client, store,
-                                   bf.plan(store, [ALPHA], span, now=clock.now, force=force),
+                                   bf.plan(store, [ALPHA], span, clock=clock, interval=900,
+                                           claims=None, force=force),
                                    policy=Policy.from_config(config), clock=clock)
                 elif step[0] == "fault":
                     inject(sim, step[1], step[2])
@@ -166,10 +168,12 @@ def test_any_sequence_of_runs_faults_and_restarts_stores_the_truth(
             for step in sequence:
                 if step[0] == "backfill":
                     start = T0 - step[1] * HOUR
-                    span = bf.Range.snapped(start, start + step[2] * HOUR, HOUR)
+                    span, _ = bf.Range.up_to_now(
+                        start, start + step[2] * HOUR, HOUR, clock.now)
                     asked.update(range(span.since, span.until, HOUR))
                     report = run_collection(
-                        client, store, bf.plan(store, [ALPHA], span, now=clock.now),
+                        client, store,
+                        bf.plan(store, [ALPHA], span, clock=clock, interval=900, claims=None),
                         policy=Policy.from_config(config), clock=clock)
                     assert report.ok
         finally:

@@ -7,6 +7,7 @@ database. Every output and the whole database are searched for the token afterwa
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import time
@@ -167,11 +168,37 @@ def test_a_burst_longer_than_the_retry_budget_leaves_the_window_unchanged_and_du
     assert world.stored() == before  # the database is unchanged for it
     entry = world.ledger("org-alpha", WINDOWS[0])
     assert entry is not None
-    assert entry[1] == 1  # the failure is recorded
-    assert "503" in str(entry[2])
+    # the window was settled: a failed re-fetch leaves it settled with the values of its
+    # last success, and never makes it "failing" (nothing would ever fetch it again)
+    fetch_count, failure_count, last_error, next_due_at, settled = entry
+    assert (fetch_count, failure_count, last_error, next_due_at, settled) == (1, 0, None, None, 1)
+    status = world.run("status", "--json")
+    assert {(r["org_id"], r["failing"]) for r in json.loads(status.output)} >= {
+        ("org-alpha", 0)}
     result = world.run("backfill", "--since", SINCE, "--until", "2026-10-01T01:00:00Z",
                        "--force")
-    assert result.exit_code == 0  # the next run fetches it
+    assert result.exit_code == 0  # forcing again fetches it
+
+
+def test_a_failed_refetch_of_an_unsettled_window_stays_due_and_is_retried(
+    world: World,
+) -> None:
+    """An open (unsettled) window whose re-fetch fails keeps its values, is failing, and is
+    due again at once: the next backfill fetches it and it stops failing."""
+    until = "2026-10-01T01:00:00Z"
+    assert world.run("backfill", "--since", SINCE, "--until", until).exit_code == 0
+    with sqlite3.connect(world.db) as conn:  # a window collected while it was still open
+        conn.execute("UPDATE collection_ledger SET settled = 0, next_due_at = last_fetched_at")
+    world.sim.inject(Fault("status", status=503, count=3))  # max_attempts = 3
+    assert world.run("backfill", "--since", SINCE, "--until", until).exit_code == 1
+    entry = world.ledger("org-alpha", WINDOWS[0])
+    assert entry is not None
+    assert (entry[1], entry[4]) == (1, 0)
+    assert "503" in str(entry[2])
+    assert world.run("backfill", "--since", SINCE, "--until", until).exit_code == 0
+    entry = world.ledger("org-alpha", WINDOWS[0])
+    assert entry is not None
+    assert (entry[1], entry[2], entry[4]) == (0, None, 1)
 
 
 # 3. the network ------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_claims_of_a_dead_daemon_expire_and_are_taken_over(
     windows = list(windows_between(T0 - 5 * 3600, T0 + 3600, 3600))
     # the first daemon claims six windows and dies before fetching any of them
     held = store.claim(Target("org-alpha"), windows, owner="dead-daemon", now=clock.now,
-                       cutoff=clock.now, lease=first.lease)
+                       cutoff=clock.now, lease=first.lease, interval=900)
     assert held == {w.start for w in windows}
     second.run_org("org-alpha")
     fetched = {r.time_after for r in sim.requests}
@@ -108,7 +108,7 @@ def test_an_outcome_ends_only_its_own_writers_claim(
     window = windows_between(T0 - 3600, T0, 3600)
     (only,) = list(window)
     assert store.claim(Target("org-alpha"), [only], owner="holder", now=clock.now,
-                       cutoff=clock.now, lease=600) == {only.start}
+                       cutoff=clock.now, lease=600, interval=900) == {only.start}
     report = run_collection(two_daemons[0].client, store, [(Target("org-alpha"), only)],
                             policy=Policy(), clock=clock, owner="someone-else")
     assert report.ok

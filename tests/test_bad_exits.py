@@ -1,0 +1,328 @@
+"""Exits a user should never see as tracebacks or silent data loss: a downgrade that drops
+tables, a malformed database URL, a port already taken, a database in a missing directory or
+that this user may not write, and migrations read after their temporary copy is gone."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from collector import db
+from collector.cli import main
+from collector.simulator import Simulator, TokenGrant
+from tests.conftest import TOKEN, postgres_schema, postgres_url
+
+ROOT = Path(__file__).resolve().parent.parent
+COLLECTOR = str(Path(sys.executable).parent / "collector")
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Simulator]:
+    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
+        yield sim
+
+
+def config_file(path: Path, db_url: str, base_url: str = "https://api.devin.ai") -> Path:
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n[api]\nbase_url = "{base_url}"\n'
+        'backoff_base = 0.01\nbackoff_max = 0.05\n[[orgs]]\nid = "org-alpha"\n'
+    )
+    return path
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, args, env=env or {}, catch_exceptions=False)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEVIN", "COLLECTOR_", "SIMULATOR"))}
+    return {**env, **extra}
+
+
+def run(args: list[str], *, prefix: tuple[str, ...] = (), cwd: Path | None = None,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, COLLECTOR, *args], capture_output=True, text=True, env=clean_env(**env),
+        cwd=cwd, timeout=120, check=False,
+    )
+
+
+def tables(db_url: str) -> set[str]:
+    engine = create_engine(db_url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+# -- 10: a downgrade deletes data: it asks, or needs --yes ------------------------------------
+
+
+def test_downgrade_without_a_terminal_needs_yes(tmp_path: Path, db_url: str) -> None:
+    config = config_file(tmp_path / "c.toml", db_url)
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    before = tables(db_url)
+    assert "metric_windows" in before
+    refused = invoke(["--config", str(config), "db", "downgrade", "base"])
+    assert refused.exit_code == 2
+    assert "drops every table of the collector and all the data in them" in refused.output
+    assert "pass --yes" in refused.output
+    assert tables(db_url) == before
+    done = invoke(["--config", str(config), "db", "downgrade", "base", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert done.output.endswith("database at revision base\n")
+    assert tables(db_url) == set()
+
+
+def on_a_terminal(args: list[str], answer: str) -> tuple[int, str]:
+    """Run the collector with a terminal as stdin and stdout, typing `answer`."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [COLLECTOR, *args], stdin=slave, stdout=slave, stderr=slave, env=clean_env(),
+    )
+    os.close(slave)
+    os.write(master, answer.encode())
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_downgrade_on_a_terminal_asks_first(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = config_file(tmp_path / "c.toml", db_url)
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    before = tables(db_url)
+    code, output = on_a_terminal(["--config", str(config), "db", "downgrade", "base"], "n\n")
+    assert code == 1
+    assert f"Downgrade sqlite:///{tmp_path / 'c.db'} from {db.SCHEMA_HEAD} to base?" in output
+    assert "[y/N]" in output
+    assert "nothing changed" in output
+    assert tables(db_url) == before
+    code, output = on_a_terminal(["--config", str(config), "db", "downgrade", "base"], "y\n")
+    assert code == 0, output
+    assert "database at revision base" in output
+    assert tables(db_url) == set()
+
+
+# -- 11: messages, not tracebacks --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite://x.db", "'sqlite://x.db' cannot be used"),
+        ("sqlite:/x.db", "is not a database URL"),
+        ("postgresql://u@h:port/db", "is not a database URL"),
+        ("postgresql+nodriver://h/db", "'postgresql+nodriver://h/db' cannot be used"),
+    ],
+)
+def test_malformed_database_url_exits_2_with_a_message(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    config = config_file(tmp_path / "c.toml", "sqlite:///unused.db")
+    proc = run(["--config", str(config), "db", "upgrade"], COLLECTOR_DATABASE_URL=url, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert says in proc.stderr
+    assert "sqlite:////absolute/file.db" in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_simulate_on_a_taken_port_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(["simulate", "--port", str(port)], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in proc.stderr
+    assert "--port" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"], ["collect"],
+                                     ["status"]])
+def test_database_in_a_missing_directory_is_named(
+    live_sim: Simulator, tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "nope" / "dir" / "x.db"
+    config = config_file(tmp_path / "c.toml", f"sqlite:///{path}", live_sim.base_url)
+    proc = run(["--config", str(config), *command], DEVIN_API_TOKEN=TOKEN)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert (
+        f"the database file {path} cannot be opened: its directory {path.parent} does not exist"
+        in proc.stderr
+    )
+    assert "db upgrade" not in proc.stderr
+    assert "cannot read the database" not in proc.stderr
+    assert not path.parent.exists()
+    assert live_sim.count() == 0
+
+
+# -- 11: a database this user may not write is found before anything is fetched ---------------
+
+UNPRIVILEGED = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory outside pytest's private tmp (0700) that `nobody` can reach."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the collector as an unprivileged user")
+    path = Path(tempfile.mkdtemp(prefix="collector-ro-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    path.chmod(0o755)
+    shutil.rmtree(path)
+
+
+def prepared(shared_dir: Path, base_url: str, dir_mode: int, file_mode: int) -> Path:
+    data = shared_dir / "data"
+    data.mkdir()
+    database = data / "c.db"
+    config = config_file(shared_dir / "c.toml", f"sqlite:///{database}", base_url)
+    config.chmod(0o644)
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    assert not (data / "c.db-wal").exists()
+    database.chmod(file_mode)
+    data.chmod(dir_mode)
+    return config
+
+
+def test_unprivileged_user_collects_when_it_may_write(
+    live_sim: Simulator, shared_dir: Path
+) -> None:
+    """The control for the two tests below: the same set-up, writable, works."""
+    config = prepared(shared_dir, live_sim.base_url, 0o777, 0o666)
+    proc = run(["--config", str(config), "collect"], prefix=UNPRIVILEGED, cwd=shared_dir,
+               DEVIN_API_TOKEN=TOKEN)
+    assert proc.returncode == 0, proc.stderr
+    assert "collect: 2 of 2 window(s) collected" in proc.stdout
+    assert live_sim.count(status=200) == 2
+
+
+def test_read_only_database_file_is_refused_before_fetching(
+    live_sim: Simulator, shared_dir: Path
+) -> None:
+    config = prepared(shared_dir, live_sim.base_url, 0o777, 0o644)
+    proc = run(["--config", str(config), "collect"], prefix=UNPRIVILEGED, cwd=shared_dir,
+               DEVIN_API_TOKEN=TOKEN)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    database = shared_dir / "data" / "c.db"
+    assert f"the database file {database} is read-only for this user (nobody)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert live_sim.count() == 0
+    upgrade = run(["--config", str(config), "db", "upgrade"], prefix=UNPRIVILEGED, cwd=shared_dir)
+    assert upgrade.returncode == 2, upgrade.stdout + upgrade.stderr
+    assert f"the database file {database} is read-only for this user (nobody)" in upgrade.stderr
+
+
+def test_read_only_database_directory_is_refused_before_fetching(
+    live_sim: Simulator, shared_dir: Path
+) -> None:
+    config = prepared(shared_dir, live_sim.base_url, 0o755, 0o666)
+    proc = run(["--config", str(config), "collect"], prefix=UNPRIVILEGED, cwd=shared_dir,
+               DEVIN_API_TOKEN=TOKEN)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    data = shared_dir / "data"
+    assert f"the directory {data} of the database file {data / 'c.db'} is read-only" in (
+        proc.stderr
+    )
+    assert "c.db-wal" in proc.stderr
+    assert live_sim.count() == 0
+
+
+def test_postgres_user_without_write_privileges_is_refused_before_fetching(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    base = postgres_url()
+    role = f"ro_{uuid.uuid4().hex[:10]}"
+    with postgres_schema(base) as owner_url:
+        schema = owner_url.rsplit("%3D", 1)[1]
+        admin = create_engine(base)
+        config = config_file(tmp_path / "c.toml", owner_url, live_sim.base_url)
+        assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+            conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"'))
+        try:
+            reader_url = make_url(owner_url).set(username=role).render_as_string(
+                hide_password=False
+            )
+            config = config_file(tmp_path / "r.toml", reader_url, live_sim.base_url)
+            result = invoke(["--config", str(config), "collect"], {"DEVIN_API_TOKEN": TOKEN})
+            assert result.exit_code == 2, result.output
+            assert f"the database user {role} may not write to" in result.output
+            assert "it lacks INSERT, UPDATE, DELETE on metric_windows" in result.output
+            assert live_sim.count() == 0
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM "{role}"'))
+                conn.execute(text(f'REVOKE USAGE ON SCHEMA "{schema}" FROM "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+            admin.dispose()
+
+
+# -- migrations read from a copy that outlives the call ----------------------------------------
+
+
+def test_migrations_from_a_zip_stay_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "collector.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for file in (ROOT / "migrations").rglob("*"):
+            if file.is_file() and "__pycache__" not in file.parts:
+                bundle.write(file, file.relative_to(ROOT).as_posix())
+    expected = db.head_revision()
+    monkeypatch.setattr(db, "files", lambda _package: zipfile.Path(archive, "migrations/"))
+    monkeypatch.setattr(db, "_extracted", None, raising=False)
+    location = Path(db.alembic_config().get_main_option("script_location") or "")
+    assert location.is_dir()
+    assert (location / "env.py").is_file()
+    assert (location / "versions" / "0001_initial.py").is_file()
+    assert db.head_revision() == expected  # Alembic reads the scripts after the call
+    engine = db.create_engine_for(f"sqlite:///{tmp_path / 'z.db'}")
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == expected
+    finally:
+        engine.dispose()
+

@@ -1,0 +1,346 @@
+"""What a new user meets first: short intervals, tokens put in the wrong place, a base URL
+copied with /v3, the simulator against the example configuration, the demo at 80 columns."""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from collector.cli import main
+from collector.simulator import Simulator, TokenGrant
+from tests.conftest import TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+COLLECTOR = str(Path(sys.executable).parent / "collector")
+EXAMPLE = ROOT / "config.example.toml"
+SECRET = "cog_live_1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Simulator]:
+    """A simulator on the real clock: the CLI collects the windows that are due now."""
+    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
+        yield sim
+
+
+def config_file(path: Path, base_url: str, db_url: str, extra: str = "", org: str = "") -> Path:
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n'
+        f'[api]\nbase_url = "{base_url}"\nbackoff_base = 0.01\nbackoff_max = 0.05\n{extra}'
+        f'[[orgs]]\nid = "org-alpha"\n{org}'
+    )
+    return path
+
+
+def invoke(args: list[str], env: dict[str, str]) -> Result:
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEVIN", "COLLECTOR_", "SIMULATOR"))}
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    return {**env, **extra}
+
+
+# -- 8: short intervals work with the default jitter ------------------------------------------
+
+
+def test_ten_second_interval_without_jitter_collects(live_sim: Simulator, tmp_path: Path) -> None:
+    config = config_file(
+        tmp_path / "c.toml", live_sim.base_url, f"sqlite:///{tmp_path / 'c.db'}",
+        extra='[schedule]\ninterval = "10s"\n',
+    )
+    env = {"DEVIN_API_TOKEN": TOKEN}
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    result = invoke(["--config", str(config), "collect"], env)
+    assert result.exit_code == 0, result.output
+    assert "collect: 2 of 2 window(s) collected" in result.output
+    assert live_sim.count(status=200) == 2
+
+
+def test_interval_under_a_second_exits_2_naming_the_interval(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    config = config_file(
+        tmp_path / "c.toml", live_sim.base_url, f"sqlite:///{tmp_path / 'c.db'}",
+        extra='[schedule]\ninterval = "500ms"\n',
+    )
+    result = invoke(["--config", str(config), "collect"], {"DEVIN_API_TOKEN": TOKEN})
+    assert result.exit_code == 2
+    assert "schedule.interval: interval must be at least 1s" in result.output
+    assert live_sim.count() == 0
+
+
+def test_interval_longer_than_window_is_warned_on_stderr(tmp_path: Path) -> None:
+    config = config_file(
+        tmp_path / "c.toml", "https://api.devin.ai", f"sqlite:///{tmp_path / 'c.db'}",
+        extra='[schedule]\ninterval = "2h"\n',
+    )
+    proc = subprocess.run(
+        [COLLECTOR, "--config", str(config), "db", "upgrade"],
+        capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[schedule].interval (2h) is longer than [windows].size (1h)" in proc.stderr
+    assert "WARNING" in proc.stderr or "warning" in proc.stderr
+
+
+# -- 9: tokens never belong in the file, and are never echoed ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "org", "key", "says"),
+    [
+        (f'token_env = "{SECRET}"\n', "", "api.token_env", "put the variable's NAME here"),
+        ("", f'token_env = "{SECRET}"\n', "orgs[0].token_env", "put the variable's NAME here"),
+        (f'token = "{SECRET}"\n', "", "api.token", "only from the environment"),
+        ("", f'token = "{SECRET}"\n', "orgs[0].token", "only from the environment"),
+    ],
+)
+def test_token_in_the_config_is_refused_and_never_printed(
+    live_sim: Simulator, tmp_path: Path, extra: str, org: str, key: str, says: str
+) -> None:
+    config = config_file(
+        tmp_path / "c.toml", live_sim.base_url, f"sqlite:///{tmp_path / 'c.db'}",
+        extra=extra, org=org,
+    )
+    proc = subprocess.run(
+        [COLLECTOR, "--config", str(config), "collect"],
+        capture_output=True, text=True, env=clean_env(DEVIN_API_TOKEN=TOKEN), timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"  {key}: " in proc.stderr
+    assert says in proc.stderr
+    assert "token_env" in proc.stderr or "NAME" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert SECRET[4:20] not in proc.stdout + proc.stderr
+    assert live_sim.count() == 0
+
+
+# -- 12: a base URL copied with /v3 ------------------------------------------------------------
+
+
+def test_base_url_ending_in_v3_still_reaches_the_org(live_sim: Simulator, tmp_path: Path) -> None:
+    config = config_file(
+        tmp_path / "c.toml", live_sim.base_url + "/v3/", f"sqlite:///{tmp_path / 'c.db'}"
+    )
+    env = {"DEVIN_API_TOKEN": TOKEN}
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    result = invoke(["--config", str(config), "collect"], env)
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 window(s) collected" in result.output
+    assert "does not know this organization" not in result.output
+    assert {r.org_id for r in live_sim.requests} == {"org-alpha"}
+    assert live_sim.count(status=404) == 0
+
+
+# -- 13: the simulator serves the configuration it is given -----------------------------------
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], banner: str, pump: threading.Thread) -> None:
+        self.proc = proc
+        self.banner = banner
+        self.pump = pump
+        found = re.search(r"simulator listening on (http://\S+)", banner)
+        self.url = found.group(1) if found else ""
+
+
+def start_simulate(args: list[str], cwd: Path, env: dict[str, str]) -> Served:
+    """Start `collector simulate` and read its banner (up to 30 s, never blocking longer)."""
+    proc = subprocess.Popen(
+        [COLLECTOR, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    banner: list[str] = []
+    try:
+        while not banner or not banner[-1].startswith("Synthetic data only"):
+            banner.append(lines.get(timeout=30))
+    except queue.Empty:
+        stop(Served(proc, "", reader), kill=True)
+        raise AssertionError(f"no complete banner: {''.join(banner)!r}") from None
+    served = Served(proc, "".join(banner), reader)
+    if not served.url:
+        stop(served, kill=True)
+        raise AssertionError(f"no URL in the banner: {served.banner!r}")
+    return served
+
+
+def stop(served: Served, *, kill: bool = False) -> None:
+    proc = served.proc
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    proc.wait(timeout=10)
+    served.pump.join(timeout=10)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_simulate_serves_the_example_configs_org_and_says_how_to_use_it(tmp_path: Path) -> None:
+    served = start_simulate(
+        ["--config", str(EXAMPLE), "simulate", "--port", "0"], tmp_path, clean_env()
+    )
+    try:
+        banner = served.banner
+        assert "serves orgs: org-abc123" in banner
+        assert "accepts token: cog_sim_token" in banner
+        assert f'base_url = "{served.url}"' in banner
+        assert "export DEVIN_API_TOKEN=cog_sim_token" in banner
+        # Configure -> Run, exactly as the banner says
+        config = tmp_path / "collector.toml"
+        config.write_text(
+            EXAMPLE.read_text()
+            .replace('base_url = "https://api.devin.ai"', f'base_url = "{served.url}"')
+            .replace('url = "sqlite:///collector.db"', f'url = "sqlite:///{tmp_path / "c.db"}"')
+        )
+        env = clean_env(DEVIN_API_TOKEN="cog_sim_token")
+        for command in (["db", "upgrade"], ["collect"]):
+            proc = subprocess.run(
+                [COLLECTOR, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                timeout=60, check=False,
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "collect: 4 of 4 window(s) collected" in proc.stdout
+    finally:
+        stop(served)
+
+
+def test_simulate_without_configuration_knows_any_org(tmp_path: Path) -> None:
+    served = start_simulate(["simulate", "--port", "0"], tmp_path, clean_env())
+    try:
+        assert "serves orgs: any org id" in served.banner
+        now = int(time.time()) // 3600 * 3600
+        with httpx.Client(base_url=served.url, timeout=10) as http:
+            answer = http.get(
+                "/v3/organizations/org-whatever-42/metrics/sessions",
+                params={"time_after": now - 3600, "time_before": now},
+                headers={"Authorization": "Bearer cog_sim_token"},
+            )
+        assert answer.status_code == 200
+        assert "sessions_created_count" in answer.json()
+    finally:
+        stop(served)
+
+
+def test_simulate_with_org_flags_still_refuses_other_orgs(tmp_path: Path) -> None:
+    served = start_simulate(
+        ["simulate", "--port", "0", "--org", "org-one", "--token", TOKEN], tmp_path, clean_env()
+    )
+    try:
+        assert "serves orgs: org-one" in served.banner
+        assert f"export DEVIN_API_TOKEN={TOKEN}" in served.banner
+        now = int(time.time()) // 3600 * 3600
+        with httpx.Client(base_url=served.url, timeout=10) as http:
+            statuses = [
+                http.get(
+                    f"/v3/organizations/{org}/metrics/sessions",
+                    params={"time_after": now - 3600, "time_before": now},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                ).status_code
+                for org in ("org-one", "org-two")
+            ]
+        assert statuses == [200, 404]
+    finally:
+        stop(served)
+
+
+# -- 14: the demo at 80 columns ----------------------------------------------------------------
+
+NEXT_STEP_LINES = (
+    "cp config.example.toml collector.toml",
+    "export DEVIN_API_TOKEN=cog_",
+    "collector db upgrade",
+    "collector collect",
+)
+
+
+def check_demo_output(text: str) -> None:
+    lines = text.splitlines()
+    assert lines, "the demo printed nothing"
+    too_long = [line for line in lines if len(line) > 80]
+    assert too_long == []
+    assert "…" not in text  # nothing truncated: no header, no date
+    for header in ("org", "segment", "day", "sessions", "merged", "ACUs", "complete"):
+        assert re.search(rf"\b{header}\b", text), header
+    rows = [line for line in lines if line.startswith(("org-platform ", "org-research "))]
+    dated = [line for line in rows if re.search(r"\s\d{4}-\d{2}-\d{2}\s", line)]
+    assert len(dated) >= 3  # whole YYYY-MM-DD dates, at least a day per target
+    tail = "\n".join(lines[-8:])
+    for step in NEXT_STEP_LINES:
+        assert step in tail, step
+    assert "Collected" in text
+
+
+def test_demo_piped_fits_80_columns_and_ends_with_the_next_step(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [COLLECTOR, "demo", "--database", str(tmp_path / "demo.db"), "--days", "1"],
+        capture_output=True, text=True, env=clean_env(), timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    check_demo_output(proc.stdout)
+
+
+def test_demo_on_an_80_column_terminal(tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [COLLECTOR, "demo", "--database", str(tmp_path / "demo.db"), "--days", "1"],
+        stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+        env=clean_env(COLUMNS="80", LINES="40", TERM="xterm"),
+    )
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        errors = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert proc.returncode == 0, errors
+    text = ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    check_demo_output(text)
