@@ -17,10 +17,11 @@ from collections import Counter
 from pathlib import Path
 
 from collector import db
+from collector.assembly import Collector
 from collector.client import Credentials, DevinClient, make_http_client
 from collector.config import parse_config
 from collector.daemon import Daemon
-from collector.simulator import Simulator, TokenGrant
+from collector.sim import Simulator, TokenGrant
 from collector.store import Store
 from collector.windows import DAY, parse_duration, window_at, windows_between
 
@@ -65,7 +66,7 @@ def main() -> None:
             make_http_client(config), Credentials({"org-alpha": TOKEN}), rate_limit=10_000,
             clock=clock,
         )
-        daemon = Daemon(config, client, Store(engine), clock=clock)
+        daemon = Daemon(Collector(config, Store(engine), client), clock=clock)
         ages = daemon.policy.repoll_ages
         naive: Counter[int] = Counter()
         runs = 0

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from collector.collect import Work
+from collector.collection import Work
 from collector.store import Store
 from collector.targets import Target
 from collector.throttle import Clock

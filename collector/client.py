@@ -1,4 +1,5 @@
-"""The Devin API client: one request per (target, window), retried by what went wrong.
+"""The Devin API client: one request per (target, window) to the target's source, retried
+by what went wrong.
 
 All network I/O goes through the `httpx.Client` handed in, so tests point it at the simulator
 over real HTTP. Tokens live only in `Credentials`, whose repr shows none of them; every
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from collector import __version__
-from collector.config import Config, resolve_token
+from collector.config import Config
 from collector.errors import (
     ApiError,
     AuthenticationError,
@@ -32,7 +33,7 @@ from collector.errors import (
 from collector.payload import Fetched, parse_body
 from collector.targets import Target
 from collector.throttle import Clock, RateLimiter, RetryPolicy, Sleep, parse_retry_after
-from collector.windows import Window, parse_duration
+from collector.windows import Window
 
 #: Called once per HTTP attempt with the org id and an outcome label ("200", "429",
 #: "timeout", "network", ...); the daemon's metrics hang off it.
@@ -176,12 +177,13 @@ class DevinClient:
         limiter.acquire()
 
     def _attempt(self, target: Target, window: Window, token: str, attempt: int) -> Fetched:
+        source = target.source
         params: list[tuple[str, str | int | float | bool | None]] = [
             ("time_after", window.start),
             ("time_before", window.end),
             *target.params(),
         ]
-        url = f"/v3/organizations/{target.org_id}/metrics/sessions"
+        url = source.url(target.org_id)
         try:
             with self._slots:
                 response = self._http.get(
@@ -204,7 +206,9 @@ class DevinClient:
         status = response.status_code
         self._note(target, str(status))
         if status == 200:
-            metrics, text = parse_body(response.content, org_id=target.org_id)
+            metrics, text = parse_body(
+                source.model, response.content, org_id=target.org_id, what=source.name
+            )
             return Fetched(metrics, text, self._clock(), attempt)
         raise self._status_error(target, window, response)
 
@@ -294,9 +298,7 @@ def make_http_client(
 ) -> httpx.Client:
     api = config.api
     connections = concurrency or api.concurrency
-    timeout = httpx.Timeout(
-        parse_duration(api.timeout), connect=parse_duration(api.connect_timeout)
-    )
+    timeout = httpx.Timeout(api.timeout, connect=api.connect_timeout)
     return httpx.Client(
         base_url=api.base_url,
         timeout=timeout,
@@ -311,22 +313,18 @@ def make_http_client(
 
 def make_client(
     config: Config,
-    env: Mapping[str, str],
+    credentials: Credentials,
     *,
-    org_ids: tuple[str, ...] = (),
-    policy: RetryPolicy | None = None,
     concurrency: int | None = None,
     on_attempt: AttemptHook | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> DevinClient:
-    """The client for `config`, with a token read from `env` for each org (or those named)."""
-    orgs = [o for o in config.orgs if not org_ids or o.id in org_ids]
-    credentials = Credentials({org.id: resolve_token(config, org, env) for org in orgs})
+    """The client `config` describes, for the tokens in `credentials`."""
     api = config.api
     return DevinClient(
-        make_http_client(config, concurrency=concurrency),
+        make_http_client(config, concurrency=concurrency, transport=transport),
         credentials,
-        policy=policy
-        or RetryPolicy(
+        policy=RetryPolicy(
             max_attempts=api.max_attempts,
             backoff_base=api.backoff_base,
             backoff_max=api.backoff_max,

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from collector.errors import ConfigError
-from collector.windows import format_duration, parse_duration, parse_window_size
+from collector.windows import DAY, format_duration, parse_duration, parse_window_size
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,16 @@ SECRET_KEYS = frozenset(
 MAX_DEFAULT_JITTER = 30
 
 
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
+def _seconds(value: object, *, allow_zero: bool = False) -> int:
+    """A duration from the file ("90s", "15m", "6h", "7d", or a whole number of seconds)
+    as whole seconds: parsed here, once, so nothing downstream reads duration text."""
+    if isinstance(value, str):
+        return parse_duration(value, allow_zero=allow_zero)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"{value} must be longer than zero")
+        return value
+    raise ValueError("write a duration like 30s, 15m, 6h or 7d")
 
 
 def _env_name(value: str) -> str:
@@ -82,11 +90,6 @@ def _looks_like_token(value: str) -> bool:
     return mixed_case or digits_run or not _ENV_NAME.match(value)
 
 
-def _duration_or_zero(value: str) -> str:
-    parse_duration(value, allow_zero=True)
-    return value
-
-
 _SUBSECOND = re.compile(r"^\s*(\d*\.?\d*)\s*(ms|us|µs|ns|s|m|h|d)\s*$")
 
 
@@ -99,14 +102,29 @@ def _under_a_second(value: str) -> bool:
     return amount == 0 or unit in ("ms", "us", "µs", "ns") or (unit == "s" and amount < 1)
 
 
-def default_jitter(interval: int) -> str:
+def default_jitter(interval: int) -> int:
     """The jitter used when none is set: a tenth of the interval, at most 30s, whole seconds."""
-    seconds = min(MAX_DEFAULT_JITTER, math.floor(interval / 10))
-    return format_duration(seconds) if seconds else "0s"
+    return min(MAX_DEFAULT_JITTER, math.floor(interval / 10))
 
 
-Duration = Annotated[str, AfterValidator(_duration)]
-DurationOrZero = Annotated[str, AfterValidator(_duration_or_zero)]
+def _interval(value: object) -> int:
+    if isinstance(value, str) and _under_a_second(value):
+        raise ValueError(
+            "interval must be at least 1s, in whole seconds with a unit s, m, h or d, "
+            "like 10s or 15m"
+        )
+    return _seconds(value)
+
+
+def _window_size(value: object) -> int:
+    if not isinstance(value, str):
+        raise ValueError("write a window size like 1h")
+    return parse_window_size(value)
+
+
+#: Durations, in whole seconds once loaded.
+Seconds = Annotated[int, BeforeValidator(_seconds)]
+SecondsOrZero = Annotated[int, BeforeValidator(lambda v: _seconds(v, allow_zero=True))]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
@@ -116,14 +134,14 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///collector.db"
-    busy_timeout: Duration = "30s"
+    busy_timeout: Seconds = 30
 
 
 class ApiConfig(_Section):
     base_url: str = "https://api.devin.ai"
     token_env: EnvName = "DEVIN_API_TOKEN"  # noqa: S105 (a variable's name, not a secret)
-    timeout: Duration = "30s"
-    connect_timeout: Duration = "10s"
+    timeout: Seconds = 30
+    connect_timeout: Seconds = 10
     rate_limit: float = Field(default=5.0, gt=0, description="requests per second per token")
     concurrency: int = Field(default=4, ge=1, le=256)
     max_attempts: int = Field(default=5, ge=1, le=50)
@@ -161,76 +179,51 @@ class ApiConfig(_Section):
 
 
 class WindowsConfig(_Section):
-    size: str = "1h"
-
-    @field_validator("size")
-    @classmethod
-    def _check_size(cls, value: str) -> str:
-        parse_window_size(value)
-        return value
-
-    @property
-    def seconds(self) -> int:
-        return parse_window_size(self.size)
+    #: Seconds; the file says "1h" (a size that divides a day).
+    size: Annotated[int, BeforeValidator(_window_size)] = 3600
 
 
 class ScheduleConfig(_Section):
-    interval: str = "15m"
-    repoll_ages: list[Duration] = Field(default_factory=lambda: ["1h", "6h", "1d", "3d", "7d"])
-    catchup_horizon: Duration = "7d"
-    #: Not set (None) means derived from the interval: a tenth of it, at most 30s, whole
-    #: seconds. The validator fills the derived value in, so it is always a duration string.
-    jitter: DurationOrZero = None  # type: ignore[assignment]
-    run_deadline: Duration | None = None
-    access_error_backoff: Duration = "1h"
-    shutdown_grace: Duration = "30s"
+    """Every duration in whole seconds."""
 
-    @field_validator("interval")
-    @classmethod
-    def _check_interval(cls, value: str) -> str:
-        if _under_a_second(value):
-            raise ValueError(
-                "interval must be at least 1s, in whole seconds with a unit s, m, h or d, "
-                "like 10s or 15m"
-            )
-        parse_duration(value)
-        return value
+    interval: Annotated[int, BeforeValidator(_interval)] = 900
+    repoll_ages: tuple[Seconds, ...] = (3600, 6 * 3600, DAY, 3 * DAY, 7 * DAY)
+    catchup_horizon: Seconds = 7 * DAY
+    #: Not set means derived from the interval: a tenth of it, at most 30s, whole seconds.
+    jitter: SecondsOrZero = None  # type: ignore[assignment]
+    run_deadline: Seconds | None = None
+    access_error_backoff: Seconds = 3600
+    shutdown_grace: Seconds = 30
 
     @model_validator(mode="before")
     @classmethod
     def _derive_jitter(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("jitter") is None:
-            interval = data.get("interval", "15m")
             try:
-                seconds = parse_duration(interval)
+                interval = _interval(data.get("interval", 900))
             except (TypeError, ValueError):
                 return data  # the interval's own error is reported
-            data = {**data, "jitter": default_jitter(seconds)}
+            data = {**data, "jitter": default_jitter(interval)}
         return data
 
     @property
-    def jitter_seconds(self) -> int:
-        """The effective jitter in seconds (set, or derived from the interval)."""
-        return parse_duration(self.jitter, allow_zero=True)
-
-    @property
-    def interval_seconds(self) -> int:
-        return parse_duration(self.interval)
+    def deadline(self) -> int:
+        """How long one run may take new windows: `run_deadline`, else the interval."""
+        return self.run_deadline or self.interval
 
     @model_validator(mode="after")
     def _jitter_within_slack(self) -> ScheduleConfig:
-        if 2 * self.jitter_seconds >= self.interval_seconds:
+        if 2 * self.jitter >= self.interval:
             raise ValueError(
-                f"jitter ({self.jitter}) must be less than half the interval ({self.interval}), "
-                "or runs could skip or repeat a due window"
+                f"jitter ({format_duration(self.jitter)}) must be less than half the interval "
+                f"({format_duration(self.interval)}), or runs could skip or repeat a due window"
             )
         return self
 
     @field_validator("repoll_ages")
     @classmethod
-    def _ascending(cls, value: list[str]) -> list[str]:
-        seconds = [parse_duration(v) for v in value]
-        if seconds != sorted(set(seconds)):
+    def _ascending(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if list(value) != sorted(set(value)):
             raise ValueError("repoll_ages must be strictly increasing, like [\"1h\", \"1d\"]")
         return value
 
@@ -313,12 +306,13 @@ class Config(_Section):
     def warnings(self) -> list[str]:
         """Settings that are valid but probably not what was meant; logged at load."""
         found = []
-        interval, size = self.schedule.interval_seconds, self.windows.seconds
+        interval, size = self.schedule.interval, self.windows.size
         if interval > size:
             found.append(
-                f"[schedule].interval ({self.schedule.interval}) is longer than [windows].size "
-                f"({self.windows.size}): some windows will never be fetched while they are "
-                "open, only after they close. Make the interval at most the window size"
+                f"[schedule].interval ({format_duration(interval)}) is longer than "
+                f"[windows].size ({format_duration(size)}): some windows will never be fetched "
+                "while they are open, only after they close. Make the interval at most the "
+                "window size"
             )
         return found
 

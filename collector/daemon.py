@@ -29,16 +29,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from collector.client import DevinClient
-from collector.collect import Policy, Report, Work, run_collection
-from collector.config import Config
+from collector.assembly import Collector
+from collector.collection import Report, Work
 from collector.errors import ConfigError, StorageError
-from collector.metrics import Metrics
 from collector.planner import plan, slack
-from collector.store import Store, claim_owner
+from collector.prometheus import Metrics
+from collector.store import claim_owner
 from collector.targets import Target, targets_from_config
 from collector.throttle import Clock
-from collector.windows import floor_to, parse_duration
+from collector.windows import floor_to
 
 log = logging.getLogger("collector.daemon")
 
@@ -88,31 +87,29 @@ class Daemon:
 
     def __init__(
         self,
-        config: Config,
-        client: DevinClient,
-        store: Store,
+        collector: Collector,
         *,
         clock: Clock = time.time,
         metrics: Metrics | None = None,
     ) -> None:
-        self.config = config
-        self.client = client
-        self.store = store
+        self.collector = collector
+        self.config = config = collector.config
+        self.store = collector.store
         self.clock = clock
         self.metrics = metrics
-        self.policy = Policy.from_config(config)
+        self.policy = collector.policy
         schedule = config.schedule
-        self.interval = parse_duration(schedule.interval)
-        self.jitter = parse_duration(schedule.jitter, allow_zero=True)
-        self.horizon = parse_duration(schedule.catchup_horizon)
-        self.run_deadline = parse_duration(schedule.run_deadline or schedule.interval)
-        self.grace = parse_duration(schedule.shutdown_grace)
+        self.interval = schedule.interval
+        self.jitter = schedule.jitter
+        self.horizon = schedule.catchup_horizon
+        self.run_deadline = schedule.deadline
+        self.grace = schedule.shutdown_grace
         #: A claim outlives a run that was cut short: the run deadline, then requests in
         #: flight (a read timeout each, twice for a retry). After that, others take over.
-        self.lease = self.run_deadline + 2 * parse_duration(config.api.timeout)
+        self.lease = self.run_deadline + 2 * config.api.timeout
         self.owner = claim_owner("run")
         self.claim_batch = 2 * config.api.concurrency
-        self.size = config.windows.seconds
+        self.size = config.windows.size
         self.stopping = threading.Event()
         self._targets: dict[str, list[Target]] = {}
         for target in targets_from_config(config):
@@ -187,13 +184,9 @@ class Daemon:
         owner = f"{self.owner}:{org_id}:{uuid.uuid4().hex[:6]}"
         metrics = self.metrics
         try:
-            report = run_collection(
-                self.client,
-                self.store,
+            report = self.collector.collect(
                 self.work_for(org_id, now, owner, tally),
-                policy=self.policy,
                 clock=self.clock,
-                concurrency=self.config.api.concurrency,
                 # one window a transaction: a daemon killed mid-run loses only what is in
                 # flight, and the daemon's volume makes the extra commits cheap
                 batch_size=1,

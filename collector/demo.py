@@ -17,11 +17,9 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from collector import db
-from collector.client import make_client
-from collector.collect import Policy, run_collection
+from collector.assembly import open_collector, open_engine
 from collector.config import parse_config
-from collector.simulator import Simulator, TokenGrant
-from collector.store import Store
+from collector.sim import Simulator, TokenGrant
 from collector.targets import targets_from_config
 from collector.windows import DAY, windows_between
 
@@ -66,34 +64,32 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
             {},
             source="demo",
         )
-        engine = db.create_engine_for(config.database.url)
+        engine = open_engine(config)
         try:
             db.upgrade(engine)
-            now = time.time()
-            work = [
-                (target, window)
-                for target in targets_from_config(config)
-                for window in windows_between(now - days * DAY, now, config.windows.seconds)
-            ]
-            _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
-            _say(
-                console,
-                f"Collecting {len(work)} hourly windows ({days} days, {len(DEMO_ORGS)} orgs "
-                "and one segment) into",
-            )
-            _say(console, f"  {database}")
-            with make_client(config, {config.api.token_env: token}) as client:
-                report = run_collection(
-                    client, Store(engine), work, policy=Policy.from_config(config), concurrency=8
-                )
+        finally:
+            engine.dispose()
+        now = time.time()
+        work = [
+            (target, window)
+            for target in targets_from_config(config)
+            for window in windows_between(now - days * DAY, now, config.windows.size)
+        ]
+        _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
+        _say(
+            console,
+            f"Collecting {len(work)} hourly windows ({days} days, {len(DEMO_ORGS)} orgs "
+            "and one segment) into",
+        )
+        _say(console, f"  {database}")
+        with open_collector(config, {config.api.token_env: token}) as collector:
+            report = collector.collect(work, concurrency=8)
             _say(
                 console,
                 f"Collected {report.collected} windows, {report.failed_count} failed, "
                 f"in {report.duration:.1f}s ({sim.count()} requests).\n",
             )
-            _print_views(engine, console)
-        finally:
-            engine.dispose()
+            _print_views(collector.store.engine, console)
     _say(console, "\nQuery it yourself:")
     _say(console, f"  sqlite3 {database} \\")
     _say(console, "    'SELECT * FROM session_metrics_daily ORDER BY day DESC LIMIT 5'")

@@ -1,4 +1,4 @@
-"""The session-metrics response, as the published schema describes it. Pure.
+"""The response models, as the published schemas describe them, and their parsing. Pure.
 
 Counts are strict: a count that is missing, null, negative, fractional, a string or a boolean
 rejects the whole response. Bucket keys the schema lists default to 0 when absent; bucket keys
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,6 +19,8 @@ ORIGINS: tuple[str, ...] = (
     "api", "automation", "code_scan", "desktop", "jira", "linear", "slack", "teams", "webapp",
 )
 SIZES: tuple[str, ...] = ("xs", "s", "m", "l", "xl")
+
+M = TypeVar("M", bound=BaseModel)
 
 Count = Annotated[int, Field(strict=True, ge=0)]
 Buckets = dict[str, Count]
@@ -61,7 +63,7 @@ class Fetched:
     body, so fields the API adds later can be read without fetching again.
     """
 
-    metrics: SessionMetrics
+    metrics: BaseModel
     body: str
     fetched_at: float
     attempts: int
@@ -72,14 +74,15 @@ class Fetched:
         return value
 
 
-def parse_body(body: bytes, *, org_id: str) -> tuple[SessionMetrics, str]:
-    """Decode and validate a 200 body. Returns the model and the body as text.
+def parse_body(model: type[M], body: bytes, *, org_id: str, what: str) -> tuple[M, str]:
+    """Decode and validate a 200 body against `model` (`what` names it in messages).
+    Returns the model and the body as text.
 
     Raises `MalformedResponseError` (retryable) when the body is not JSON at all, and
     `InvalidPayloadError` (not retryable) when it is JSON that breaks the schema.
     """
     try:
-        return SessionMetrics.model_validate_json(body), body.decode("utf-8")
+        return model.model_validate_json(body), body.decode("utf-8")
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if errors and errors[0]["type"] in ("json_invalid", "json_type"):
@@ -100,7 +103,7 @@ def parse_body(body: bytes, *, org_id: str) -> tuple[SessionMetrics, str]:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]
         )
         raise InvalidPayloadError(
-            f"org {org_id}: the response does not match the session-metrics schema "
+            f"org {org_id}: the response does not match the {what} schema "
             f"({problems}); nothing was stored",
             org_id=org_id,
             status=200,

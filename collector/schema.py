@@ -1,7 +1,7 @@
-"""The tables, as typed SQLAlchemy models. Migrations in `migrations/` create them.
+"""The tables, as typed SQLAlchemy models. Migrations in `collector/migrations/` create them.
 
-Users read the views (created by `migrations/versions/0001_initial.py`, documented in
-docs/sql.md), not these tables.
+Users read the views (created by the migrations, documented in docs/sql.md), not these
+tables.
 """
 
 from __future__ import annotations
@@ -153,11 +153,13 @@ class MetricWindowSize(Base):
 
 
 class LedgerEntry(Base):
-    """What is known about collecting one (org, segment, window): the source of truth."""
+    """What is known about collecting one (source, org, segment, window): the source of
+    truth of what is done."""
 
     __tablename__ = "collection_ledger"
     __table_args__ = (Index(None, "settled", "next_due_at"),)
 
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)

@@ -1,4 +1,4 @@
-"""`collector status`: per org and segment, how fresh and how complete the data is.
+"""`collector status`: per source, org and segment, how fresh and how complete the data is.
 
 Read from the ledger with aggregate SQL, so it costs the same for a week or five years: one
 query counts per target, another returns at most `failing_limit` failing windows per target
@@ -61,6 +61,7 @@ class FailingWindow:
 class TargetStatus:
     org_id: str
     segment: str
+    source: str
     newest_window: int | None = None
     last_success: int | None = None
     #: Whole seconds since the last success.
@@ -90,6 +91,7 @@ class TargetStatus:
         return {
             "org_id": self.org_id,
             "segment": self.segment,
+            "source": self.source,
             "newest_window": iso(self.newest_window),
             "last_success": iso(self.last_success),
             "staleness": self.staleness,
@@ -126,6 +128,7 @@ def target_status(
     is_failing = and_(c.last_error.is_not(None), not_(c.settled))
     summary = (
         select(
+            c.source,
             c.org_id,
             c.segment,
             func.max(case((collected, c.window_start))).label("newest"),
@@ -138,15 +141,16 @@ def target_status(
             ).label("recent"),
             func.count(case((is_failing, 1))).label("failing"),
         )
-        .group_by(c.org_id, c.segment)
+        .group_by(c.source, c.org_id, c.segment)
     )
     # The newest `failing_limit` failing windows of each target, ranked in the database:
     # a revoked token on a long backfill leaves thousands of them, and only these are shown.
     ranked = (
         select(
-            c.org_id, c.segment, c.window_start, c.window_end, c.failure_count, c.last_error,
+            c.source, c.org_id, c.segment, c.window_start, c.window_end, c.failure_count,
+            c.last_error,
             func.row_number()
-            .over(partition_by=(c.org_id, c.segment), order_by=c.window_start.desc())
+            .over(partition_by=(c.source, c.org_id, c.segment), order_by=c.window_start.desc())
             .label("recency"),
         )
         .where(is_failing)
@@ -155,15 +159,15 @@ def target_status(
     failing = (
         select(ranked)
         .where(ranked.c.recency <= failing_limit)
-        .order_by(ranked.c.org_id, ranked.c.segment, ranked.c.recency)
+        .order_by(ranked.c.source, ranked.c.org_id, ranked.c.segment, ranked.c.recency)
     )
     expected = count_windows(now - horizon, current.start, size)
     try:
         with reading(engine) as conn:
-            rows = {(r.org_id, r.segment): r for r in conn.execute(summary)}
-            failures: dict[tuple[str, str], list[FailingWindow]] = {}
+            rows = {(r.source, r.org_id, r.segment): r for r in conn.execute(summary)}
+            failures: dict[tuple[str, str, str], list[FailingWindow]] = {}
             for f in conn.execute(failing):
-                failures.setdefault((f.org_id, f.segment), []).append(
+                failures.setdefault((f.source, f.org_id, f.segment), []).append(
                     FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
                                   f.failure_count, f.last_error)
                 )
@@ -171,8 +175,9 @@ def target_status(
         raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
     result = []
     for target in targets:
-        key = (target.org_id, target.segment)
-        status = TargetStatus(*key, missing=expected, horizon_start=horizon_start)
+        key = (target.source.name, target.org_id, target.segment)
+        status = TargetStatus(target.org_id, target.segment, target.source.name,
+                              missing=expected, horizon_start=horizon_start)
         row = rows.get(key)
         if row is not None:
             status.newest_window = _ts(row.newest)

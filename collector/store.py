@@ -32,8 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error, reading
 from collector.errors import ConfigError, StorageError
+from collector.outcomes import Collected, Failed, Outcome
 from collector.planner import Due
-from collector.records import Collected, Failed, Outcome
 from collector.schema import Setting
 from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
@@ -59,6 +59,14 @@ def due_clause(*, now: float, cutoff: float, interval: int) -> ColumnElement[boo
         )
         came = or_(came, open_and_old)
     return and_(c.settled == false(), came)
+
+
+def _of(target: Target) -> tuple[ColumnElement[bool], ...]:
+    """The ledger rows of `target`."""
+    c = LEDGER.c
+    return (
+        c.source == target.source.name, c.org_id == target.org_id, c.segment == target.segment
+    )
 
 
 def claim_owner(kind: str) -> str:
@@ -133,12 +141,22 @@ class Store:
         self, conn: Connection, items: list[Collected], owner: str | None
     ) -> None:
         w = self._writer
-        keys = w.key_rows(items)
-        conn.exec_driver_sql(w.upsert_windows, w.window_rows(items))
-        conn.exec_driver_sql(w.delete_origins, keys)
-        conn.exec_driver_sql(w.delete_sizes, keys)
-        conn.exec_driver_sql(w.insert_origins, w.origin_rows(items))
-        conn.exec_driver_sql(w.insert_sizes, w.size_rows(items))
+        by_source: dict[str, list[Collected]] = {}
+        for item in items:
+            by_source.setdefault(item.target.source.name, []).append(item)
+        for group in by_source.values():
+            source = group[0].target.source
+            statements = w.statements(source)
+            conn.exec_driver_sql(statements.upsert, w.main_rows(source, group))
+            if statements.deletes:
+                keys = w.key_rows(group)
+                for delete in statements.deletes:
+                    conn.exec_driver_sql(delete, keys)
+                for insert, rows in zip(
+                    statements.inserts, w.child_rows(source, group), strict=True
+                ):
+                    if rows:
+                        conn.exec_driver_sql(insert, rows)
         conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items, owner))
 
     def plan_inputs(
@@ -151,8 +169,7 @@ class Store:
         stmt = select(
             c.window_start, c.window_end, c.next_due_at, c.last_fetched_at, due_rule.label("due")
         ).where(
-            c.org_id == target.org_id,
-            c.segment == target.segment,
+            *_of(target),
             or_(c.window_start >= to_datetime(int(since)), due_rule),
         )
         due: list[Due] = []
@@ -196,6 +213,7 @@ class Store:
         expires = to_datetime(int(now + lease))
         rows = [
             {
+                "source": target.source.name,
                 "org_id": target.org_id,
                 "segment": target.segment,
                 "window_start": to_datetime(w.start),
@@ -219,7 +237,7 @@ class Store:
                 for chunk in range(0, len(rows), 500):
                     values = insert(LEDGER).values(rows[chunk : chunk + 500])
                     stmt = values.on_conflict_do_update(
-                        index_elements=[c.org_id, c.segment, c.window_start],
+                        index_elements=[c.source, c.org_id, c.segment, c.window_start],
                         set_={"lease_owner": owner, "lease_expires_at": expires},
                         where=condition,
                     ).returning(c.window_start)
@@ -246,8 +264,7 @@ class Store:
         if not force:
             takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
         stmt = select(c.window_start).where(
-            c.org_id == target.org_id,
-            c.segment == target.segment,
+            *_of(target),
             c.window_start >= to_datetime(start),
             c.window_start < to_datetime(end),
             not_(takeable),

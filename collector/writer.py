@@ -1,71 +1,61 @@
 """The write statements of the store, as SQL text for one dialect, and the rows they take.
 
-A window becomes about fifteen rows (itself, its origin and size buckets, its ledger entry),
-and a backfill writes hundreds of windows a second, so the rows go to the driver's
+A window becomes about fifteen rows (its source's main row, its bucket rows, its ledger
+entry), and a backfill writes hundreds of windows a second, so the rows go to the driver's
 ``executemany`` as plain tuples, without a per-row pass through SQLAlchemy's parameter
 machinery. The statements are the same on SQLite and PostgreSQL (``INSERT … ON CONFLICT DO
-UPDATE``); only the placeholders and the encoding of timestamps and JSON differ. Column
-names come from the table models, so the text cannot name a column the schema lacks.
+UPDATE``); only the placeholders and the encoding of timestamps and JSON differ. Statements
+are built from each source's description (`collector.sources`) and checked against the table
+models, so the text cannot name a column the schema lacks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
 
-from collector.records import Collected, Failed
-from collector.schema import (
-    LedgerEntry,
-    MetricWindow,
-    MetricWindowOrigin,
-    MetricWindowSize,
-    sqlite_timestamp,
-)
+from collector.outcomes import Collected, Failed
+from collector.schema import Base, LedgerEntry, MetricWindow, sqlite_timestamp
+from collector.sources import Source
 from collector.windows import to_datetime
 
 WINDOWS: Table = MetricWindow.__table__  # type: ignore[assignment]
-ORIGINS: Table = MetricWindowOrigin.__table__  # type: ignore[assignment]
-SIZES: Table = MetricWindowSize.__table__  # type: ignore[assignment]
 LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 KEY = ("org_id", "segment", "window_start")
+LEDGER_KEY = ("source", *KEY)
 
 Row = tuple[Any, ...]
 
-#: The column order the row builders below produce, checked against the models.
-_COLUMNS: dict[Table, tuple[str, ...]] = {
-    WINDOWS: (*KEY, "window_end", "window_seconds", "sessions_created_count",
-              "sessions_created_with_playbook_count", "sessions_created_with_search_count",
-              "sessions_with_merged_prs_count", "avg_acus_per_session", "fetched_at",
-              "raw_body"),
-    ORIGINS: (*KEY, "origin", "sessions_created_count"),
-    SIZES: (*KEY, "size", "sessions_created_count", "sessions_with_merged_prs_count"),
-    LEDGER: (*KEY, "window_end", "first_fetched_at", "last_fetched_at", "fetch_count",
-             "failure_count", "last_error", "last_error_at", "next_due_at", "settled",
-             "lease_owner", "lease_expires_at"),
-}
+_LEDGER_COLUMNS = (*LEDGER_KEY, "window_end", "first_fetched_at", "last_fetched_at",
+                   "fetch_count", "failure_count", "last_error", "last_error_at", "next_due_at",
+                   "settled", "lease_owner", "lease_expires_at")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatements:
+    """The statements that write one source's tables."""
+
+    upsert: str
+    deletes: tuple[str, ...]
+    inserts: tuple[str, ...]
 
 
 class Writer:
     """SQL text and row builders for one dialect (``sqlite`` or ``postgresql``)."""
 
     def __init__(self, dialect: str) -> None:
-        for table, names in _COLUMNS.items():
-            if tuple(c.name for c in table.columns) != names:
-                raise RuntimeError(f"the row builders of {table.name} no longer match its columns")
+        _check(LEDGER, _LEDGER_COLUMNS)
         sqlite = dialect == "sqlite"
         self._ph = "?" if sqlite else "%s"
         self._json_ph = "?" if sqlite else "%s::jsonb"
         self._ts: Callable[[datetime], Any] = sqlite_timestamp if sqlite else _same
-        self.upsert_windows = self._upsert(WINDOWS)
-        self.delete_origins = self._delete(ORIGINS)
-        self.delete_sizes = self._delete(SIZES)
-        self.insert_origins = self._insert(ORIGINS)
-        self.insert_sizes = self._insert(SIZES)
+        self._sources: dict[str, SourceStatements] = {}
         # A claim ends with the outcome of its holder only: a writer whose own claim expired
-        # (or who held none, like a backfill) leaves the current holder's claim alone.
+        # (or who held none) leaves the current holder's claim alone.
         release = {
             "lease_owner": f"CASE WHEN collection_ledger.lease_owner = {self._ph} THEN NULL "
             "ELSE collection_ledger.lease_owner END",
@@ -74,6 +64,7 @@ class Writer:
         }
         self.ledger_success = self._upsert(
             LEDGER,
+            LEDGER_KEY,
             first_fetched_at="COALESCE(collection_ledger.first_fetched_at, "
             "excluded.first_fetched_at)",
             fetch_count="collection_ledger.fetch_count + 1",
@@ -91,6 +82,7 @@ class Writer:
 
         self.ledger_failure = self._upsert(
             LEDGER,
+            LEDGER_KEY,
             first_fetched_at="collection_ledger.first_fetched_at",
             last_fetched_at="collection_ledger.last_fetched_at",
             fetch_count="collection_ledger.fetch_count",
@@ -104,6 +96,24 @@ class Writer:
             **release,
         )
 
+    def statements(self, source: Source) -> SourceStatements:
+        """The statements of `source`, built (and checked against the schema) once."""
+        found = self._sources.get(source.name)
+        if found is None:
+            main = _table(source.table)
+            _check(main, (*KEY, "window_end", "window_seconds", *source.columns, "fetched_at",
+                          "raw_body"))
+            children = [_table(child.name) for child in source.children]
+            for table, child in zip(children, source.children, strict=True):
+                _check(table, (*KEY, *child.columns))
+            found = SourceStatements(
+                self._upsert(main, KEY),
+                tuple(self._delete(table) for table in children),
+                tuple(self._insert(table) for table in children),
+            )
+            self._sources[source.name] = found
+        return found
+
     # -- statements ------------------------------------------------------------------------
 
     def _placeholders(self, table: Table) -> str:
@@ -115,13 +125,13 @@ class Writer:
         columns = ", ".join(c.name for c in table.columns)
         return f"INSERT INTO {table.name} ({columns}) VALUES ({self._placeholders(table)})"
 
-    def _upsert(self, table: Table, **expressions: str) -> str:
+    def _upsert(self, table: Table, key: tuple[str, ...], **expressions: str) -> str:
         updates = ", ".join(
             f"{c.name} = {expressions.get(c.name, f'excluded.{c.name}')}"
             for c in table.columns
-            if c.name not in KEY
+            if c.name not in key
         )
-        return f"{self._insert(table)} ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
+        return f"{self._insert(table)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
 
     def _delete(self, table: Table) -> str:
         where = " AND ".join(f"{name} = {self._ph}" for name in KEY)
@@ -132,52 +142,43 @@ class Writer:
     def _key(self, item: Collected | Failed) -> Row:
         return (item.target.org_id, item.target.segment, self._ts(to_datetime(item.window.start)))
 
-    def window_rows(self, items: Sequence[Collected]) -> list[Row]:
-        rows = []
-        for item in items:
-            m = item.fetched.metrics
-            rows.append((
-                *self._key(item),
-                self._ts(to_datetime(item.window.end)),
-                item.window.seconds,
-                m.sessions_created_count,
-                m.sessions_created_with_playbook_count,
-                m.sessions_created_with_search_count,
-                m.sessions_with_merged_prs_count,
-                m.avg_acus_per_session,
-                self._ts(to_datetime(int(item.fetched.fetched_at))),
-                item.fetched.body,
-            ))
-        return rows
-
     def key_rows(self, items: Sequence[Collected]) -> list[Row]:
         return [self._key(item) for item in items]
 
-    def origin_rows(self, items: Sequence[Collected]) -> list[Row]:
+    def main_rows(self, source: Source, items: Sequence[Collected]) -> list[Row]:
+        values = source.values
         return [
-            (*self._key(item), origin, count)
+            (
+                *self._key(item),
+                self._ts(to_datetime(item.window.end)),
+                item.window.seconds,
+                *values(item.fetched.metrics),
+                self._ts(to_datetime(int(item.fetched.fetched_at))),
+                item.fetched.body,
+            )
             for item in items
-            for origin, count in item.fetched.metrics.sessions_created_by_origin.items()
         ]
 
-    def size_rows(self, items: Sequence[Collected]) -> list[Row]:
-        rows = []
-        for item in items:
-            key = self._key(item)
-            created = item.fetched.metrics.sessions_created_by_size
-            merged = item.fetched.metrics.sessions_with_merged_prs_by_size
-            rows += [
-                (*key, size, created.get(size, 0), merged.get(size, 0))
-                for size in {**created, **merged}
-            ]
-        return rows
+    def child_rows(self, source: Source, items: Sequence[Collected]) -> list[list[Row]]:
+        """Per child table of `source`, the rows of every item."""
+        result: list[list[Row]] = []
+        for child in source.children:
+            rows: list[Row] = []
+            for item in items:
+                key = self._key(item)
+                rows += [(*key, *row) for row in child.rows(item.fetched.metrics)]
+            result.append(rows)
+        return result
+
+    def _ledger_key(self, item: Collected | Failed) -> Row:
+        return (item.target.source.name, *self._key(item))
 
     def ledger_success_rows(self, items: Sequence[Collected], owner: str | None) -> list[Row]:
         rows = []
         for item in items:
             fetched_at = self._ts(to_datetime(int(item.fetched.fetched_at)))
             rows.append((
-                *self._key(item),
+                *self._ledger_key(item),
                 self._ts(to_datetime(item.window.end)),
                 fetched_at,  # first_fetched_at (kept if already set)
                 fetched_at,  # last_fetched_at
@@ -197,7 +198,7 @@ class Writer:
     def ledger_failure_rows(self, items: Sequence[Failed], owner: str | None) -> list[Row]:
         return [
             (
-                *self._key(item),
+                *self._ledger_key(item),
                 self._ts(to_datetime(item.window.end)),
                 None,  # first_fetched_at (kept)
                 None,  # last_fetched_at (kept)
@@ -217,6 +218,15 @@ class Writer:
 
     def _due(self, ts: int | None) -> Any:
         return None if ts is None else self._ts(to_datetime(ts))
+
+
+def _table(name: str) -> Table:
+    return Base.metadata.tables[name]
+
+
+def _check(table: Table, names: tuple[str, ...]) -> None:
+    if tuple(c.name for c in table.columns) != names:
+        raise RuntimeError(f"the row builders of {table.name} no longer match its columns")
 
 
 def _same(value: datetime) -> datetime:

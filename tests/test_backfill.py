@@ -12,7 +12,6 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -22,23 +21,16 @@ from sqlalchemy import create_engine, text
 
 from collector import backfill as bf
 from collector.cli import main
-from collector.cli_backfill import Reporter
-from collector.simulator import Simulator, TokenGrant
+from collector.cli.backfill import Reporter
+from collector.sim import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import DAY, windows_between
-from tests.conftest import TOKEN, sqlite_tables
-from tests.test_collect import ts
+from tests.helpers import TOKEN, invoke, sqlite_tables, ts
 
 SINCE, UNTIL = "2026-10-01", "2026-10-03"
 OCT1 = int(bf.parse_when(SINCE))
 ENV = {"DEVIN_API_TOKEN": TOKEN}
-
-
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
-        yield sim
 
 
 def write_config(tmp_path: Path, base_url: str, db_url: str, extra: str = "") -> Path:
@@ -56,8 +48,7 @@ def write_config(tmp_path: Path, base_url: str, db_url: str, extra: str = "") ->
 
 
 def cli(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], env=ENV,
-                              catch_exceptions=False)
+    return invoke(["--config", str(config), *args], ENV)
 
 
 def migrated(tmp_path: Path, sim: Simulator, db_url: str, extra: str = "") -> Path:
@@ -167,7 +158,7 @@ def test_usage_errors_exit_2_and_fetch_nothing(
 
 
 def test_failures_exit_1_and_say_rerun_resumes(live_sim: Simulator, tmp_path: Path) -> None:
-    from collector.simulator import Fault
+    from collector.sim import Fault
 
     config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'c.db'}")
     live_sim.inject(Fault("status", status=503, count=-1, org_id="org-beta"))

@@ -5,12 +5,9 @@ that this user may not write, and migrations read after their temporary copy is 
 from __future__ import annotations
 
 import os
-import pty
-import select
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 import zipfile
@@ -18,41 +15,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from collector import db
-from collector.cli import main
-from collector.simulator import Simulator, TokenGrant
-from tests.conftest import TOKEN, postgres_schema, postgres_url
+from collector.sim import Simulator
+from tests.helpers import (
+    COLLECTOR,
+    ROOT,
+    TOKEN,
+    clean_env,
+    config_file,
+    invoke,
+    postgres_schema,
+    postgres_url,
+    run_on_terminal,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-COLLECTOR = str(Path(sys.executable).parent / "collector")
-
-
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
-        yield sim
-
-
-def config_file(path: Path, db_url: str, base_url: str = "https://api.devin.ai") -> Path:
-    path.write_text(
-        f'[database]\nurl = "{db_url}"\n[api]\nbase_url = "{base_url}"\n'
-        'backoff_base = 0.01\nbackoff_max = 0.05\n[[orgs]]\nid = "org-alpha"\n'
-    )
-    return path
-
-
-def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, args, env=env or {}, catch_exceptions=False)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEVIN", "COLLECTOR_", "SIMULATOR"))}
-    return {**env, **extra}
+#: The API's real address: the commands tested here fail before they would reach it.
+REAL_API = "https://api.devin.ai"
 
 
 def run(args: list[str], *, prefix: tuple[str, ...] = (), cwd: Path | None = None,
@@ -75,7 +56,7 @@ def tables(db_url: str) -> set[str]:
 
 
 def test_downgrade_without_a_terminal_needs_yes(tmp_path: Path, db_url: str) -> None:
-    config = config_file(tmp_path / "c.toml", db_url)
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
     assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
     before = tables(db_url)
     assert "metric_windows" in before
@@ -90,49 +71,22 @@ def test_downgrade_without_a_terminal_needs_yes(tmp_path: Path, db_url: str) -> 
     assert tables(db_url) == set()
 
 
-def on_a_terminal(args: list[str], answer: str) -> tuple[int, str]:
-    """Run the collector with a terminal as stdin and stdout, typing `answer`."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [COLLECTOR, *args], stdin=slave, stdout=slave, stderr=slave, env=clean_env(),
-    )
-    os.close(slave)
-    os.write(master, answer.encode())
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
-
-
 def test_downgrade_on_a_terminal_asks_first(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'c.db'}"
-    config = config_file(tmp_path / "c.toml", db_url)
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
     assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
     before = tables(db_url)
-    code, output = on_a_terminal(["--config", str(config), "db", "downgrade", "base"], "n\n")
+    code, output, _ = run_on_terminal(
+        ["--config", str(config), "db", "downgrade", "base"], clean_env(), answer="n\n"
+    )
     assert code == 1
     assert f"Downgrade sqlite:///{tmp_path / 'c.db'} from {db.SCHEMA_HEAD} to base?" in output
     assert "[y/N]" in output
     assert "nothing changed" in output
     assert tables(db_url) == before
-    code, output = on_a_terminal(["--config", str(config), "db", "downgrade", "base"], "y\n")
+    code, output, _ = run_on_terminal(
+        ["--config", str(config), "db", "downgrade", "base"], clean_env(), answer="y\n"
+    )
     assert code == 0, output
     assert "database at revision base" in output
     assert tables(db_url) == set()
@@ -153,7 +107,7 @@ def test_downgrade_on_a_terminal_asks_first(tmp_path: Path) -> None:
 def test_malformed_database_url_exits_2_with_a_message(
     tmp_path: Path, url: str, says: str
 ) -> None:
-    config = config_file(tmp_path / "c.toml", "sqlite:///unused.db")
+    config = config_file(tmp_path / "c.toml", REAL_API, "sqlite:///unused.db")
     proc = run(["--config", str(config), "db", "upgrade"], COLLECTOR_DATABASE_URL=url, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -181,7 +135,7 @@ def test_database_in_a_missing_directory_is_named(
     live_sim: Simulator, tmp_path: Path, command: list[str]
 ) -> None:
     path = tmp_path / "nope" / "dir" / "x.db"
-    config = config_file(tmp_path / "c.toml", f"sqlite:///{path}", live_sim.base_url)
+    config = config_file(tmp_path / "c.toml", live_sim.base_url, f"sqlite:///{path}")
     proc = run(["--config", str(config), *command], DEVIN_API_TOKEN=TOKEN)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -216,7 +170,7 @@ def prepared(shared_dir: Path, base_url: str, dir_mode: int, file_mode: int) -> 
     data = shared_dir / "data"
     data.mkdir()
     database = data / "c.db"
-    config = config_file(shared_dir / "c.toml", f"sqlite:///{database}", base_url)
+    config = config_file(shared_dir / "c.toml", base_url, f"sqlite:///{database}")
     config.chmod(0o644)
     assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
     assert not (data / "c.db-wal").exists()
@@ -276,7 +230,7 @@ def test_postgres_user_without_write_privileges_is_refused_before_fetching(
     with postgres_schema(base) as owner_url:
         schema = owner_url.rsplit("%3D", 1)[1]
         admin = create_engine(base)
-        config = config_file(tmp_path / "c.toml", owner_url, live_sim.base_url)
+        config = config_file(tmp_path / "c.toml", live_sim.base_url, owner_url)
         assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
         with admin.begin() as conn:
             conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
@@ -286,7 +240,7 @@ def test_postgres_user_without_write_privileges_is_refused_before_fetching(
             reader_url = make_url(owner_url).set(username=role).render_as_string(
                 hide_password=False
             )
-            config = config_file(tmp_path / "r.toml", reader_url, live_sim.base_url)
+            config = config_file(tmp_path / "r.toml", live_sim.base_url, reader_url)
             result = invoke(["--config", str(config), "collect"], {"DEVIN_API_TOKEN": TOKEN})
             assert result.exit_code == 2, result.output
             assert f"the database user {role} may not write to" in result.output
@@ -308,11 +262,13 @@ def test_migrations_from_a_zip_stay_readable(
 ) -> None:
     archive = tmp_path / "collector.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
-        for file in (ROOT / "migrations").rglob("*"):
+        for file in (ROOT / "collector" / "migrations").rglob("*"):
             if file.is_file() and "__pycache__" not in file.parts:
                 bundle.write(file, file.relative_to(ROOT).as_posix())
     expected = db.head_revision()
-    monkeypatch.setattr(db, "files", lambda _package: zipfile.Path(archive, "migrations/"))
+    monkeypatch.setattr(
+        db, "files", lambda _package: zipfile.Path(archive, "collector/migrations/")
+    )
     monkeypatch.setattr(db, "_extracted", None, raising=False)
     location = Path(db.alembic_config().get_main_option("script_location") or "")
     assert location.is_dir()

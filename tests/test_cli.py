@@ -8,28 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
-from collector.cli import main
 from collector.db import SCHEMA_HEAD
-from collector.simulator import Fault, Simulator, TokenGrant
-from tests.conftest import TOKEN
+from collector.sim import Fault, Simulator
+from tests.helpers import TOKEN, invoke, ts
 
 ENV_TOKEN = "DEVIN_API_TOKEN"
-
-
-
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    """A simulator on the real clock: the CLI collects the windows that are due now."""
-    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
-        yield sim
 
 
 def write_config(path: Path, base_url: str, db_url: str, extra: str = "") -> Path:
@@ -44,31 +32,20 @@ def write_config(path: Path, base_url: str, db_url: str, extra: str = "") -> Pat
     return path
 
 
-def ts(value: datetime | str) -> int:
-    """A timestamp as Unix seconds, whether the backend returns text or datetimes."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return int(value.replace(tzinfo=value.tzinfo or UTC).timestamp())
-
-
-def run(args: list[str], env: dict[str, str]) -> Result:
-    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-
-
 def test_collect_end_to_end(live_sim: Simulator, tmp_path: Path, db_url: str) -> None:
     config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
     env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
-    before = run(["--config", str(config), "collect"], env)
+    before = invoke(["--config", str(config), "collect"], env)
     assert before.exit_code == 2
     assert "collector db upgrade" in before.output
-    upgraded = run(["--config", str(config), "db", "upgrade"], env)
+    upgraded = invoke(["--config", str(config), "db", "upgrade"], env)
     assert upgraded.exit_code == 0, upgraded.output
     assert "upgraded from empty to" in upgraded.output
-    assert run(["--config", str(config), "db", "upgrade"], env).output.endswith(
+    assert invoke(["--config", str(config), "db", "upgrade"], env).output.endswith(
         f"database already at revision {SCHEMA_HEAD}\n"
     )
     hour_before = int(time.time()) // 3600 * 3600  # the open window's start
-    result = run(["--config", str(config), "-v", "collect"], env)
+    result = invoke(["--config", str(config), "-v", "collect"], env)
     hour_after = int(time.time()) // 3600 * 3600
     assert result.exit_code == 0, result.output
     assert "6 of 6 window(s) collected" in result.output
@@ -93,8 +70,8 @@ def test_collect_partial_failure_exits_1_and_lists_failures(
     db_url = f"sqlite:///{tmp_path / 'c.db'}"
     config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
     env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": "cog_expired_token_123"}
-    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
-    result = run(["--config", str(config), "collect"], env)
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    result = invoke(["--config", str(config), "collect"], env)
     assert result.exit_code == 1
     assert "4 of 6 window(s) collected" in result.output
     assert "2 window(s) failed" in result.output
@@ -115,9 +92,9 @@ def test_transient_failures_name_each_window_once_and_say_rerun(
     db_url = f"sqlite:///{tmp_path / 'c.db'}"
     config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
     env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
-    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
     live_sim.inject(Fault("status", status=503, count=1000, org_id="org-beta"))
-    result = run(["--config", str(config), "collect"], env)
+    result = invoke(["--config", str(config), "collect"], env)
     assert result.exit_code == 1
     failures = [line for line in result.output.splitlines() if "503" in line]
     assert len(failures) == 2
@@ -146,7 +123,7 @@ def test_usage_and_config_errors_exit_2(
         config.write_text(config.read_text().replace('size = "1h"', 'size = "7m"'))
     elif extra:
         config.write_text(extra + config.read_text())
-    result = run(["--config", str(config), "collect"], env)
+    result = invoke(["--config", str(config), "collect"], env)
     assert result.exit_code == 2
     assert message in result.output
     assert live_sim.count() == 0
@@ -154,10 +131,10 @@ def test_usage_and_config_errors_exit_2(
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
-    result = run(["--config", str(tmp_path / "none.toml"), "collect"], {})
+    result = invoke(["--config", str(tmp_path / "none.toml"), "collect"], {})
     assert result.exit_code == 2
     assert "configuration file not found" in result.output
-    result = run(["collect", "--bogus"], {})
+    result = invoke(["collect", "--bogus"], {})
     assert result.exit_code == 2
 
 
@@ -191,8 +168,8 @@ def test_a_different_window_size_is_refused_and_nothing_is_counted_twice(
     db_url = f"sqlite:///{db_file}"
     config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
     env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
-    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
-    assert run(["--config", str(config), "collect"], env).exit_code == 0
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    assert invoke(["--config", str(config), "collect"], env).exit_code == 0
 
     def daily() -> list[tuple[object, ...]]:
         with sqlite3.connect(db_file) as conn:
@@ -204,7 +181,7 @@ def test_a_different_window_size_is_refused_and_nothing_is_counted_twice(
     text = config.read_text().replace('size = "1h"', 'size = "1d"')
     config.write_text(text)
     for command in (["collect"], ["backfill", "--since", "2026-11-01"], ["run"], ["status"]):
-        result = run(["--config", str(config), *command], env)
+        result = invoke(["--config", str(config), *command], env)
         assert result.exit_code == 2, (command, result.output)
         assert "the database holds 1h windows, but [windows].size is 1d" in result.output
         assert 'Set [windows].size = "1h" again' in result.output
@@ -216,10 +193,10 @@ def test_verbose_shows_a_debug_line_per_window(live_sim: Simulator, tmp_path: Pa
     db_url = f"sqlite:///{tmp_path / 'c.db'}"
     config = write_config(tmp_path / "c.toml", live_sim.base_url, db_url)
     env = {ENV_TOKEN: TOKEN, "BETA_TOKEN": TOKEN}
-    assert run(["--config", str(config), "db", "upgrade"], env).exit_code == 0
-    quiet = run(["--config", str(config), "collect"], env)
+    assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+    quiet = invoke(["--config", str(config), "collect"], env)
     assert "window collected" not in quiet.output
-    loud = run(["--config", str(config), "-v", "--log-format", "json", "collect"], env)
+    loud = invoke(["--config", str(config), "-v", "--log-format", "json", "collect"], env)
     assert loud.exit_code == 0
     lines = [json.loads(line) for line in loud.output.splitlines() if line.startswith("{")]
     per_window = [e for e in lines if e["event"] == "window collected"]

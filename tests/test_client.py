@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -24,15 +23,22 @@ from collector.errors import (
     ServerError,
     TransientApiError,
 )
-from collector.simulator import Fault, Simulator, TokenGrant
+from collector.sim import Fault, Simulator, TokenGrant
 from collector.targets import Target
 from collector.throttle import RateLimiter, RetryPolicy, parse_retry_after
 from collector.windows import Window
-from tests.conftest import OTHER_TOKEN, T0, TOKEN, FakeClock, SleepRecorder, config_data
+from tests.helpers import (
+    OTHER_TOKEN,
+    T0,
+    TOKEN,
+    FakeClock,
+    MakeClient,
+    SleepRecorder,
+    config_data,
+)
 
 W = Window(T0 - 3600, T0)
 ALPHA = Target("org-alpha")
-MakeClient = Callable[..., DevinClient]
 
 
 def test_fetch_returns_the_simulators_answer(sim: Simulator, make_client: MakeClient) -> None:

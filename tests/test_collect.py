@@ -5,51 +5,29 @@ Every test here runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from collector.client import DevinClient
-from collector.collect import Policy, run_collection
-from collector.simulator import Fault, Simulator
+from collector.collection import Policy, run_collection
+from collector.sim import Fault, Simulator
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import DAY, Window, windows_between
-from tests.conftest import OTHER_TOKEN, T0, TOKEN, FakeClock
+from tests.helpers import OTHER_TOKEN, T0, TOKEN, FakeClock, MakeClient, by_window, rows, ts
 
-MakeClient = Callable[..., DevinClient]
 ALPHA, BETA = Target("org-alpha"), Target("org-beta")
 TEAM = Target("org-alpha", "team", user_ids=("user-1", "user-3"))
 DAY0 = list(windows_between(T0, T0 + DAY, 3600))
 POLICY = Policy(repoll_ages=(3600, 6 * 3600, DAY, 3 * DAY, 7 * DAY))
 
 
-def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(text(sql), params).mappings()]
-
-
-def ts(value: datetime | str) -> int:
-    """A view's timestamp as Unix seconds, whether the backend returns text or datetimes."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp())
-
-
 def collect(client: DevinClient, engine: Engine, work: list[tuple[Target, Window]],
             clock: FakeClock, **kwargs: Any) -> Any:
     return run_collection(client, Store(engine), work, policy=POLICY, clock=clock, **kwargs)
-
-
-def by_window(engine: Engine, view: str, target: Target) -> dict[int, dict[str, Any]]:
-    found = rows(engine, f"SELECT * FROM {view} WHERE org_id = :o AND segment = :s",
-                 o=target.org_id, s=target.segment)
-    return {ts(r["window_start"]): r for r in found}
 
 
 def test_stored_windows_equal_the_simulators_truth(
@@ -186,7 +164,7 @@ def test_invalid_response_stores_nothing_and_stays_due(
     entry = rows(engine, "SELECT * FROM collection_ledger WHERE window_start = "
                  "(SELECT MIN(window_start) FROM collection_ledger)")[0]
     assert entry["failure_count"] == 1
-    assert "session-metrics schema" in entry["last_error"]
+    assert "does not match the sessions schema" in entry["last_error"]
     assert ts(entry["next_due_at"]) == int(clock.now)
 
 

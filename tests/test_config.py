@@ -21,8 +21,8 @@ def test_example_config_is_valid() -> None:
     config = load_config(example, {})
     assert config.orgs[0].id == "org-abc123"
     assert config.orgs[0].segments[0].user_ids == ["user-1", "user-2"]
-    assert config.windows.seconds == 3600
-    assert config.schedule.repoll_ages == ["1h", "6h", "1d", "3d", "7d"]
+    assert config.windows.size == 3600
+    assert config.schedule.repoll_ages == (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -30,8 +30,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.database.url == "sqlite:///collector.db"
     assert config.api.base_url == "https://api.devin.ai"
     assert config.api.token_env == "DEVIN_API_TOKEN"
-    assert config.windows.size == "1h"
-    assert config.schedule.interval == "15m"
+    # durations are whole seconds once loaded: nothing downstream parses text again
+    assert config.windows.size == 3600
+    assert config.schedule.interval == 900
+    assert config.schedule.repoll_ages == (3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400)
+    assert (config.schedule.catchup_horizon, config.schedule.deadline) == (7 * 86400, 900)
+    assert (config.api.timeout, config.api.connect_timeout) == (30, 10)
+    assert config.database.busy_timeout == 30
 
 
 def test_env_overrides_database_url(tmp_path: Path) -> None:
@@ -122,22 +127,18 @@ def test_missing_token_names_org_and_variable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("interval", "jitter", "seconds"),
-    [("10s", "1s", 1), ("5s", "0s", 0), ("1s", "0s", 0), ("2m", "12s", 12), ("15m", "30s", 30),
-     ("1h", "30s", 30)],
+    ("interval", "seconds"),
+    [("10s", 1), ("5s", 0), ("1s", 0), ("2m", 12), ("15m", 30), ("1h", 30)],
 )
-def test_jitter_not_set_follows_the_interval(
-    tmp_path: Path, interval: str, jitter: str, seconds: int
-) -> None:
+def test_jitter_not_set_follows_the_interval(tmp_path: Path, interval: str, seconds: int) -> None:
     config = load_config(write(tmp_path, MINIMAL + f'[schedule]\ninterval = "{interval}"\n'), {})
-    assert config.schedule.jitter == jitter
-    assert config.schedule.jitter_seconds == seconds
-    assert 2 * seconds < config.schedule.interval_seconds
+    assert config.schedule.jitter == seconds
+    assert 2 * seconds < config.schedule.interval
 
 
 def test_jitter_set_explicitly_is_kept_and_checked(tmp_path: Path) -> None:
     text = MINIMAL + '[schedule]\ninterval = "10s"\njitter = "4s"\n'
-    assert load_config(write(tmp_path, text), {}).schedule.jitter_seconds == 4
+    assert load_config(write(tmp_path, text), {}).schedule.jitter == 4
     with pytest.raises(ConfigError, match=r"jitter \(5s\) must be less than half the interval"):
         load_config(write(tmp_path, text.replace('"4s"', '"5s"')), {})
 
@@ -157,7 +158,7 @@ def test_interval_longer_than_the_window_is_warned_about(
     path = write(tmp_path, MINIMAL + '[windows]\nsize = "30m"\n[schedule]\ninterval = "1h"\n')
     with caplog.at_level("WARNING", logger="collector.config"):
         config = load_config(path, {})
-    assert config.schedule.interval == "1h"
+    assert config.schedule.interval == 3600
     warnings = [r for r in caplog.records if r.name == "collector.config"]
     assert len(warnings) == 1
     assert warnings[0].levelname == "WARNING"

@@ -11,19 +11,17 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from collector.client import DevinClient
+from collector.assembly import Collector
 from collector.config import Config
 from collector.daemon import Daemon
-from collector.metrics import Metrics
-from collector.simulator import Simulator
+from collector.prometheus import Metrics
+from collector.sim import Simulator
 from collector.status import target_status
 from collector.store import Store
 from collector.targets import targets_from_config
 from collector.windows import DAY, Window, window_at, windows_between
-from tests.conftest import T0, TOKEN, FakeClock
-from tests.test_collect import by_window, rows, ts
+from tests.helpers import T0, TOKEN, FakeClock, MakeClient, by_window, rows, ts
 
-MakeClient = Callable[..., DevinClient]
 AGES = ["1h", "6h", "1d"]
 
 
@@ -38,7 +36,7 @@ def daemon_for(
                              api={"concurrency": concurrency})
         client = make_client(tokens=tokens, on_attempt=metrics.attempt if metrics else None,
                              rate_limit=rate_limit)
-        return Daemon(config, client, Store(engine), clock=clock, metrics=metrics)
+        return Daemon(Collector(config, Store(engine), client), clock=clock, metrics=metrics)
 
     return build
 

@@ -8,14 +8,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from collector.simulator import Simulator, TokenGrant
-from tests.conftest import TOKEN
+from collector.sim import Simulator, TokenGrant
+from tests.helpers import (
+    TOKEN,
+    collector_process,
+    daemon_config_file,
+    upgrade_folder,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,48 +33,13 @@ def slow_sim() -> Iterator[Simulator]:
         yield sim
 
 
-def write_config(tmp_path: Path, base_url: str) -> Path:
-    path = tmp_path / "collector.toml"
-    path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
-        f'[api]\nbase_url = "{base_url}"\nconcurrency = 2\nrate_limit = 100\n'
-        '[windows]\nsize = "5m"\n'
-        '[schedule]\ninterval = "2s"\ncatchup_horizon = "3h"\nrepoll_ages = ["5m"]\n'
-        'jitter = "0s"\nshutdown_grace = "20s"\n'
-        '[[orgs]]\nid = "org-alpha"\n[[orgs]]\nid = "org-beta"\n'
-    )
-    return path
-
-
-def collector(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DEVIN_API_TOKEN": TOKEN}
-    return subprocess.Popen(
-        [sys.executable, "-m", "collector", "--config", str(tmp_path / "collector.toml"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
-def wait_for(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def upgrade(tmp_path: Path) -> None:
-    proc = collector(tmp_path, "db", "upgrade")
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out + err
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_run_exits_0_and_commits_nothing_partial(
     slow_sim: Simulator, tmp_path: Path, signum: int
 ) -> None:
-    write_config(tmp_path, slow_sim.base_url)
-    upgrade(tmp_path)
-    proc = collector(tmp_path, "--log-format", "json", "run")
+    daemon_config_file(tmp_path, slow_sim.base_url)
+    upgrade_folder(tmp_path)
+    proc = collector_process(tmp_path, "--log-format", "json", "run")
     try:
         wait_for(lambda: slow_sim.count(status=200) >= 6)
         proc.send_signal(signum)
@@ -106,9 +76,9 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
     tmp_path: Path,
 ) -> None:
     with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
-        write_config(tmp_path, sim.base_url)
-        upgrade(tmp_path)
-        proc = collector(tmp_path, "--log-format", "json", "run")
+        daemon_config_file(tmp_path, sim.base_url)
+        upgrade_folder(tmp_path)
+        proc = collector_process(tmp_path, "--log-format", "json", "run")
         try:
             # the first run catches up 3h of 5-minute windows; later runs fetch the open one
             wait_for(lambda: sim.count(org_id="org-alpha", status=200) >= 37 + 2)
@@ -144,8 +114,8 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
 def test_daemon_refuses_a_database_without_the_current_schema(
     slow_sim: Simulator, tmp_path: Path
 ) -> None:
-    write_config(tmp_path, slow_sim.base_url)
-    proc = collector(tmp_path, "run")
+    daemon_config_file(tmp_path, slow_sim.base_url)
+    proc = collector_process(tmp_path, "run")
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "run `collector db upgrade` first" in stderr

@@ -19,14 +19,15 @@ import pytest
 from sqlalchemy import text
 
 from collector import db
+from collector.assembly import Collector
 from collector.client import DevinClient
 from collector.config import parse_config
 from collector.daemon import Daemon
-from collector.records import Outcome
-from collector.simulator import Simulator
+from collector.outcomes import Outcome
+from collector.sim import Simulator
 from collector.store import Store
 from collector.windows import windows_between
-from tests.conftest import T0, FakeClock, config_data, postgres_url
+from tests.helpers import T0, FakeClock, config_data, postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +116,7 @@ def test_runs_fail_cleanly_while_the_database_is_down_and_recover_without_restar
         {}, source="test",
     )
     store = StopsTheDatabaseOnFirstSave(cluster, engine)
-    daemon = Daemon(config, make_client(), store, clock=clock)
+    daemon = Daemon(Collector(config, store, make_client()), clock=clock)
     clock.now = T0 + 600
 
     # the database goes away mid-run, after the fetches, before the first write

@@ -3,59 +3,35 @@ copied with /v3, the simulator against the example configuration, the demo at 80
 
 from __future__ import annotations
 
-import os
-import pty
 import queue
 import re
-import select
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
 
-from collector.cli import main
-from collector.simulator import Simulator, TokenGrant
-from tests.conftest import TOKEN
+from collector.sim import Simulator
+from tests.helpers import (
+    COLLECTOR,
+    ROOT,
+    TOKEN,
+    clean_env,
+    config_file,
+    invoke,
+    run_on_terminal,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-COLLECTOR = str(Path(sys.executable).parent / "collector")
 EXAMPLE = ROOT / "config.example.toml"
 SECRET = "cog_live_1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    """A simulator on the real clock: the CLI collects the windows that are due now."""
-    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
-        yield sim
-
-
-def config_file(path: Path, base_url: str, db_url: str, extra: str = "", org: str = "") -> Path:
-    path.write_text(
-        f'[database]\nurl = "{db_url}"\n'
-        f'[api]\nbase_url = "{base_url}"\nbackoff_base = 0.01\nbackoff_max = 0.05\n{extra}'
-        f'[[orgs]]\nid = "org-alpha"\n{org}'
-    )
-    return path
-
-
-def invoke(args: list[str], env: dict[str, str]) -> Result:
-    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEVIN", "COLLECTOR_", "SIMULATOR"))}
-    env.pop("COLUMNS", None)
-    env.pop("LINES", None)
-    return {**env, **extra}
+def new_user_env(**extra: str) -> dict[str, str]:
+    """A new user's shell: none of the collector's variables, and the terminal's own size."""
+    return clean_env(drop_terminal_size=True, **extra)
 
 
 # -- 8: short intervals work with the default jitter ------------------------------------------
@@ -94,7 +70,7 @@ def test_interval_longer_than_window_is_warned_on_stderr(tmp_path: Path) -> None
     )
     proc = subprocess.run(
         [COLLECTOR, "--config", str(config), "db", "upgrade"],
-        capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        capture_output=True, text=True, env=new_user_env(), timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "[schedule].interval (2h) is longer than [windows].size (1h)" in proc.stderr
@@ -122,7 +98,7 @@ def test_token_in_the_config_is_refused_and_never_printed(
     )
     proc = subprocess.run(
         [COLLECTOR, "--config", str(config), "collect"],
-        capture_output=True, text=True, env=clean_env(DEVIN_API_TOKEN=TOKEN), timeout=60,
+        capture_output=True, text=True, env=new_user_env(DEVIN_API_TOKEN=TOKEN), timeout=60,
         check=False,
     )
     assert proc.returncode == 2
@@ -208,7 +184,7 @@ def stop(served: Served, *, kill: bool = False) -> None:
 
 def test_simulate_serves_the_example_configs_org_and_says_how_to_use_it(tmp_path: Path) -> None:
     served = start_simulate(
-        ["--config", str(EXAMPLE), "simulate", "--port", "0"], tmp_path, clean_env()
+        ["--config", str(EXAMPLE), "simulate", "--port", "0"], tmp_path, new_user_env()
     )
     try:
         banner = served.banner
@@ -223,7 +199,7 @@ def test_simulate_serves_the_example_configs_org_and_says_how_to_use_it(tmp_path
             .replace('base_url = "https://api.devin.ai"', f'base_url = "{served.url}"')
             .replace('url = "sqlite:///collector.db"', f'url = "sqlite:///{tmp_path / "c.db"}"')
         )
-        env = clean_env(DEVIN_API_TOKEN="cog_sim_token")
+        env = new_user_env(DEVIN_API_TOKEN="cog_sim_token")
         for command in (["db", "upgrade"], ["collect"]):
             proc = subprocess.run(
                 [COLLECTOR, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -236,7 +212,7 @@ def test_simulate_serves_the_example_configs_org_and_says_how_to_use_it(tmp_path
 
 
 def test_simulate_without_configuration_knows_any_org(tmp_path: Path) -> None:
-    served = start_simulate(["simulate", "--port", "0"], tmp_path, clean_env())
+    served = start_simulate(["simulate", "--port", "0"], tmp_path, new_user_env())
     try:
         assert "serves orgs: any org id" in served.banner
         now = int(time.time()) // 3600 * 3600
@@ -254,7 +230,7 @@ def test_simulate_without_configuration_knows_any_org(tmp_path: Path) -> None:
 
 def test_simulate_with_org_flags_still_refuses_other_orgs(tmp_path: Path) -> None:
     served = start_simulate(
-        ["simulate", "--port", "0", "--org", "org-one", "--token", TOKEN], tmp_path, clean_env()
+        ["simulate", "--port", "0", "--org", "org-one", "--token", TOKEN], tmp_path, new_user_env()
     )
     try:
         assert "serves orgs: org-one" in served.banner
@@ -304,43 +280,17 @@ def check_demo_output(text: str) -> None:
 def test_demo_piped_fits_80_columns_and_ends_with_the_next_step(tmp_path: Path) -> None:
     proc = subprocess.run(
         [COLLECTOR, "demo", "--database", str(tmp_path / "demo.db"), "--days", "1"],
-        capture_output=True, text=True, env=clean_env(), timeout=120, check=False,
+        capture_output=True, text=True, env=new_user_env(), timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     check_demo_output(proc.stdout)
 
 
 def test_demo_on_an_80_column_terminal(tmp_path: Path) -> None:
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [COLLECTOR, "demo", "--database", str(tmp_path / "demo.db"), "--days", "1"],
-        stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-        env=clean_env(COLUMNS="80", LINES="40", TERM="xterm"),
+    code, output, errors = run_on_terminal(
+        ["demo", "--database", str(tmp_path / "demo.db"), "--days", "1"],
+        new_user_env(COLUMNS="80", LINES="40", TERM="xterm"),
+        stderr_apart=True,
     )
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        errors = proc.stderr.read().decode()
-        proc.stderr.close()
-    assert proc.returncode == 0, errors
-    text = ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
-    check_demo_output(text)
+    assert code == 0, errors
+    check_demo_output(ANSI.sub("", output))

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from collector.client import DevinClient
+from collector.outcomes import Collected, Failed
 from collector.planner import Due, plan
-from collector.records import Collected, Failed
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import Window, windows_between
-from tests.conftest import T0
-from tests.test_collect import rows, ts
+from tests.helpers import T0, rows, ts
 
 ALPHA = Target("org-alpha")
 W = Window(T0 - 7200, T0 - 3600)

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from collector.cli import main
 from collector.logs import configure_logging, register_secrets, reset_logging
-from collector.simulator import Simulator, TokenGrant
+from collector.sim import Simulator, TokenGrant
 from collector.windows import due_now
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 
 SECRET = "cog_log_secret_5b7d31"
 log = logging.getLogger("collector.daemon")
@@ -123,6 +123,6 @@ def test_collect_logs_json_with_fields_as_keys(tmp_path: Path) -> None:
                if line.startswith("{")]
     collected = [r for r in records if r["event"] == "window collected"]
     assert [(r["level"], r["logger"], r["target"], r["attempts"], r["settled"])
-            for r in collected] == [("debug", "collector.collect", "org-alpha", 1, False)] * 2
+            for r in collected] == [("debug", "collector.collection", "org-alpha", 1, False)] * 2
     assert {r["window"] for r in collected} in (before, after)  # (an hour may turn meanwhile)
     assert TOKEN not in result.stderr

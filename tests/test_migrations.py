@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from collector import db
 from collector.errors import SchemaOutOfDateError
@@ -13,6 +13,7 @@ from collector.schema import Base
 
 VIEWS = {"session_metrics", "session_metrics_by_origin", "session_metrics_by_size",
          "session_metrics_daily"}
+START, END = "2026-11-20 00:00:00", "2026-11-20 01:00:00"
 TABLES = {"metric_windows", "metric_window_origins", "metric_window_sizes",
           "collection_ledger", "collector_settings", "alembic_version"}
 
@@ -58,5 +59,32 @@ def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_existing_ledger_rows_move_to_the_sessions_source(db_url: str) -> None:
+    engine = db.create_engine_for(db_url)
+    try:
+        db.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO metric_windows VALUES ('org-a', 'all', :start, :end, 3600, 2, 0, 0,"
+                " 1, 1.5, :end, :body)"), {"start": START, "end": END, "body": "{}"})
+            conn.execute(text(
+                "INSERT INTO collection_ledger (org_id, segment, window_start, window_end,"
+                " fetch_count, failure_count, settled) VALUES"
+                " ('org-a', 'all', :start, :end, 1, 0, TRUE)"), {"start": START, "end": END})
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text(
+                "SELECT source, org_id, fetch_count FROM collection_ledger")).all() == [
+                ("sessions", "org-a", 1)]
+            assert conn.execute(text(
+                "SELECT total_acus, settled FROM session_metrics")).one() == (3.0, True)
+        db.downgrade(engine, "0004")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT org_id FROM collection_ledger")).all() == [
+                ("org-a",)]
     finally:
         engine.dispose()

@@ -17,15 +17,16 @@ from hypothesis import strategies as st
 
 from collector import backfill as bf
 from collector import db
+from collector.assembly import Collector
 from collector.client import Credentials, DevinClient, make_http_client
-from collector.collect import Policy, run_collection
+from collector.collection import Policy, run_collection
 from collector.config import Config, parse_config
 from collector.daemon import Daemon
-from collector.simulator import Fault, Simulator, TokenGrant
+from collector.sim import Fault, Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.throttle import RetryPolicy
-from tests.conftest import T0, TOKEN, FakeClock, config_data
+from tests.helpers import T0, TOKEN, FakeClock, config_data
 
 HOUR = 3600
 ALPHA = Target("org-alpha")
@@ -65,7 +66,7 @@ class Rig:
         )
         store = Store(engine)
         try:
-            yield client, store, Daemon(self.config, client, store, clock=self.clock)
+            yield client, store, Daemon(Collector(self.config, store, client), clock=self.clock)
         finally:
             client.close()
             engine.dispose()

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from collector.cli import main
-from collector.simulator import Fault, Simulator, TokenGrant
+from collector.sim import Fault, Simulator, TokenGrant
 
 TOKEN = "cog_reliability_secret_9d8e7f"
 OTHER = "cog_no_metrics_permission_5a4b"
@@ -212,13 +212,14 @@ def test_read_timeouts_and_resets_are_retried(world: World) -> None:
 
 def test_a_stale_keep_alive_connection_is_retried(world: World, tmp_path: Path) -> None:
     """The server restarts between two requests on the same pooled connection."""
-    from collector.app import open_client
+    from collector.assembly import credentials
+    from collector.client import make_client
     from collector.config import load_config
     from collector.targets import Target
     from collector.windows import Window
 
     config = load_config(world.config(), {})
-    with open_client(config, {"DEVIN_API_TOKEN": TOKEN}) as client:
+    with make_client(config, credentials(config, {"DEVIN_API_TOKEN": TOKEN})) as client:
         client.fetch(Target("org-alpha"), Window(WINDOWS[0], WINDOWS[1]))
         port = int(world.sim.base_url.rsplit(":", 1)[1])
         world.sim.stop()  # closes the kept-alive connection under the client's feet
@@ -354,7 +355,7 @@ def test_401_403_404_for_some_orgs_leave_the_others_complete(world: World, comma
 # 11. the token in status output and in reprs ---------------------------------------------------
 
 def test_status_and_reprs_never_show_the_token(world: World) -> None:
-    from collector.app import open_client
+    from collector.assembly import open_collector
     from collector.config import load_config
 
     world.sim.inject(Fault("status", status=500, count=-1, detail=f"echo {TOKEN}"))
@@ -362,9 +363,7 @@ def test_status_and_reprs_never_show_the_token(world: World) -> None:
     result = world.run("status", "--json")
     assert "failing" in result.output
     assert "echo ***" in result.output
-    client = open_client(load_config(world.config(), {}), {"DEVIN_API_TOKEN": TOKEN})
-    try:
-        assert TOKEN not in repr(client)
-        assert TOKEN not in repr(client.__dict__)
-    finally:
-        client.close()
+    with open_collector(load_config(world.config(), {}), {"DEVIN_API_TOKEN": TOKEN}) as collector:
+        assert TOKEN not in repr(collector)
+        assert TOKEN not in repr(collector.client)
+        assert TOKEN not in repr(collector.client.__dict__)

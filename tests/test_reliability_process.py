@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.simulator import Simulator, TokenGrant
-from tests.conftest import sqlite_tables
-from tests.test_daemon_process import wait_for
+from collector.sim import Simulator, TokenGrant
+from tests.helpers import sqlite_tables, wait_for
 
 pytestmark = pytest.mark.slow
 

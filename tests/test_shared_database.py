@@ -16,17 +16,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from collector.client import DevinClient
+from collector.assembly import Collector
 from collector.config import Config
 from collector.daemon import Daemon
-from collector.simulator import Simulator, TokenGrant
+from collector.sim import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
 from collector.windows import window_at, windows_between
-from tests.conftest import T0, TOKEN, FakeClock, postgres_schema, postgres_url
-from tests.test_daemon_process import wait_for
-
-MakeClient = Callable[..., DevinClient]
+from tests.helpers import (
+    T0,
+    TOKEN,
+    FakeClock,
+    MakeClient,
+    collector_process,
+    daemon_config_file,
+    postgres_schema,
+    postgres_url,
+    upgrade_folder,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -36,7 +44,8 @@ def two_daemons(
     config = make_config(schedule={"interval": "15m", "repoll_ages": ["1h"],
                                    "catchup_horizon": "12h", "jitter": "0s"},
                          api={"concurrency": 2})
-    return [Daemon(config, make_client(), Store(engine), clock=clock) for _ in range(2)]
+    return [Daemon(Collector(config, Store(engine), make_client()), clock=clock)
+            for _ in range(2)]
 
 
 def run_together(daemons: list[Daemon], org: str = "org-alpha") -> None:
@@ -101,7 +110,7 @@ def test_an_outcome_ends_only_its_own_writers_claim(
     sim: Simulator, two_daemons: list[Daemon], clock: FakeClock, engine: Engine
 ) -> None:
     """A writer whose claim expired (or who held none) leaves the current holder's claim."""
-    from collector.collect import Policy, run_collection
+    from collector.collection import Policy, run_collection
 
     clock.now = T0 + 600
     store = Store(engine)
@@ -109,28 +118,26 @@ def test_an_outcome_ends_only_its_own_writers_claim(
     (only,) = list(window)
     assert store.claim(Target("org-alpha"), [only], owner="holder", now=clock.now,
                        cutoff=clock.now, lease=600, interval=900) == {only.start}
-    report = run_collection(two_daemons[0].client, store, [(Target("org-alpha"), only)],
+    report = run_collection(two_daemons[0].collector.client, store, [(Target("org-alpha"), only)],
                             policy=Policy(), clock=clock, owner="someone-else")
     assert report.ok
     with engine.connect() as conn:
         assert conn.execute(text("SELECT lease_owner FROM collection_ledger")).scalar() == (
             "holder")
-    run_collection(two_daemons[0].client, store, [(Target("org-alpha"), only)],
+    run_collection(two_daemons[0].collector.client, store, [(Target("org-alpha"), only)],
                    policy=Policy(), clock=clock, owner="holder")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT lease_owner FROM collection_ledger")).scalar() is None
 
 
 def test_a_second_daemon_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
-    from tests.test_daemon_process import collector, upgrade, write_config
-
     with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
-        write_config(tmp_path, sim.base_url)
-        upgrade(tmp_path)
-        first = collector(tmp_path, "run")
+        daemon_config_file(tmp_path, sim.base_url)
+        upgrade_folder(tmp_path)
+        first = collector_process(tmp_path, "run")
         try:
             wait_for(lambda: sim.count(status=200) > 0)
-            second = collector(tmp_path, "run")
+            second = collector_process(tmp_path, "run")
             _, err = second.communicate(timeout=60)
             assert second.returncode == 2
             assert "already using" in err

@@ -1,4 +1,4 @@
-"""Tests of the synthetic data (collector.simdata) and the local API simulator."""
+"""Tests of the synthetic data (collector.sim.data) and the local API simulator."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.simdata import PUBLIC_ORIGINS, SIZES, SyntheticData
-from collector.simfaults import Fault
-from collector.simulator import Simulator, TokenGrant
+from collector.sim import Fault, Simulator, SyntheticData, TokenGrant
+from collector.sim.data import PUBLIC_ORIGINS, SIZES
 
 DAY = 86_400
 HOUR = 3_600
@@ -605,7 +604,7 @@ def test_keep_alive_and_restart(make_sim: Callable[..., Simulator]) -> None:
 
 
 def test_serve_in_a_subprocess() -> None:
-    code = "from collector.simulator import serve; serve('127.0.0.1', 0)"
+    code = "from collector.sim import serve; serve('127.0.0.1', 0)"
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True

@@ -6,33 +6,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import Engine, create_engine, event, insert, text
 
-from collector.cli import main
 from collector.schema import LedgerEntry
-from collector.simulator import Fault, Simulator, TokenGrant
+from collector.sim import Fault, Simulator
 from collector.status import target_status
 from collector.targets import Target
 from collector.windows import floor_to, window_at
-from tests.conftest import T0, TOKEN
+from tests.helpers import T0, TOKEN, invoke
 
 HOUR = 3600
 
 REVOKED = "cog_revoked_token_9d1e"
-
-
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    """A simulator on the real clock: `collect` fetches the windows due now."""
-    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
-        yield sim
 
 
 def write_config(path: Path, base_url: str, db_url: str) -> Path:
@@ -65,8 +55,7 @@ class Cli:
         self.config, self.env = config, env
 
     def __call__(self, *args: str) -> Result:
-        return CliRunner().invoke(main, ["--config", str(self.config), *args], env=self.env,
-                                  catch_exceptions=False)
+        return invoke(["--config", str(self.config), *args], self.env)
 
 
 def test_status_after_a_first_collect(live_sim: Simulator, tmp_path: Path, db_url: str) -> None:
@@ -182,7 +171,8 @@ def ledger_row(target: Target, start: int, *, error: str | None, settled: bool =
                fetched: bool = False) -> dict[str, Any]:
     at = datetime.fromtimestamp(start, UTC)
     return {
-        "org_id": target.org_id, "segment": target.segment, "window_start": at,
+        "source": target.source.name, "org_id": target.org_id, "segment": target.segment,
+        "window_start": at,
         "window_end": at + timedelta(hours=1),
         "first_fetched_at": at + timedelta(hours=1) if fetched else None,
         "last_fetched_at": at + timedelta(hours=1) if fetched else None,

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, inspect, text
 
 from collector import db
 from collector.schema import MetricWindow, MetricWindowOrigin, MetricWindowSize
-from tests.conftest import T0, postgres_schema, postgres_url
+from tests.helpers import ROOT, T0, postgres_schema, postgres_url
 
 HOUR = 3600
 #: (avg_acus_per_session, sessions_created_count): every product is float noise in binary
@@ -116,8 +116,6 @@ def test_downgrade_restores_the_unrounded_views_with_the_same_columns(engine: En
 
 
 # The queries of docs/sql.md run on their backend and agree across backends ------------------
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def doc_queries(doc: str = "docs/sql.md") -> dict[str, dict[str, str]]:

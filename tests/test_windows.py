@@ -17,7 +17,7 @@ from collector.windows import (
     window_at,
     windows_between,
 )
-from tests.conftest import T0
+from tests.helpers import T0
 
 
 @pytest.mark.parametrize(

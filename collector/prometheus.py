@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from collector.errors import ConfigError
-from collector.records import Deferred, Failed, Outcome
+from collector.outcomes import Deferred, Failed, Outcome
 
 
 class Metrics:

@@ -1,25 +1,11 @@
-"""Local HTTP simulator of ``GET /v3/organizations/{org_id}/metrics/sessions``.
+"""The simulated API server: :class:`Simulator`, :func:`serve` and the records they keep.
 
-For tests, the demo and benchmarks only; it never talks to the real API. Stdlib only.
-
-Check order of the metrics endpoint: 401 (missing/unknown bearer token), 404 (unknown org;
-built with ``orgs=None`` it knows every org id), 403 (token does not cover the org or lacks
-ViewOrgMetrics), 422 (missing or non-integer ``time_after``/``time_before``), 400 (empty
-window or longer than ``max_range_days``), 429 (per-token token bucket), take the first
-matching injected fault, then the fault's answer or 200 with :meth:`SyntheticData.metrics`
-at the simulator clock, sent ``latency`` seconds after the request arrived (the simulated
-latency is the server's response time, its own work included; faulted answers get it too; a
-``slow`` fault adds its delay). Requests rejected before the fault stage do not consume
-faults.
-
-Admin endpoints (no auth, meant for loopback): ``POST/DELETE /_sim/faults``,
-``GET/DELETE /_sim/stats``, ``POST /_sim/clock`` (``{"now": t}`` freezes the clock,
-``{"offset": s}`` runs real time shifted by ``s``), ``GET /_sim/truth?org_id=...``.
-
-Layout: this module holds the public API (:class:`Simulator`, :func:`serve` and the
-records); :mod:`collector.simapi` routes requests and answers the metrics endpoint,
-:mod:`collector.simadmin` the admin endpoints, :mod:`collector.simhttp` the HTTP plumbing
-and :mod:`collector.simfaults` the faults.
+The behaviour (check order, faults, admin endpoints) is described in :mod:`collector.sim`.
+The HTTP handler (:mod:`collector.sim.api`, :mod:`collector.sim.admin`) reads and changes the
+simulator only through its public methods: :meth:`Simulator.authorize`,
+:meth:`Simulator.knows`, :meth:`Simulator.take_rate_token`, :meth:`Simulator.next_fault`,
+:meth:`Simulator.record`, :meth:`Simulator.truth` and the fault, stats and clock methods.
+Stdlib only.
 """
 
 from __future__ import annotations
@@ -36,12 +22,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collector.errors import ConfigError
-from collector.simapi import Handler
-from collector.simdata import SyntheticData
-from collector.simfaults import Fault, FaultQueue
-from collector.simhttp import SimServer, int_or_none, one
+from collector.sim.api import Handler
+from collector.sim.data import SyntheticData
+from collector.sim.faults import Fault, FaultQueue
+from collector.sim.http import SimServer, int_or_none, one
 
-__all__ = ["Fault", "RequestRecord", "Simulator", "TokenGrant", "serve"]
+__all__ = [
+    "DEFAULT_ORGS",
+    "DEFAULT_TOKEN",
+    "RequestRecord",
+    "Simulator",
+    "TokenGrant",
+    "serve",
+]
 
 DEFAULT_ORGS: tuple[str, ...] = ("org-alpha", "org-beta")
 DEFAULT_TOKEN = "cog_sim_token"  # noqa: S105 - the simulator's well-known test token
@@ -53,6 +46,10 @@ class TokenGrant:
 
     orgs: frozenset[str] | None
     can_view_metrics: bool = True
+
+    def covers(self, org_id: str) -> bool:
+        """Whether the token may read ``org_id``'s metrics."""
+        return self.can_view_metrics and (self.orgs is None or org_id in self.orgs)
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class RequestRecord:
 
 
 class Simulator:
-    """The simulated API server; see the module docstring for its behaviour."""
+    """The simulated API server; see :mod:`collector.sim` for its behaviour."""
 
     def __init__(
         self,
@@ -173,6 +170,26 @@ class Simulator:
         return self._orgs is None or org_id in self._orgs
 
     @property
+    def tokens(self) -> tuple[str, ...]:
+        """The bearer tokens the simulator accepts, sorted."""
+        return tuple(sorted(self._tokens))
+
+    def authorize(self, token: str | None, org_id: str) -> int | None:
+        """None when ``token`` may read ``org_id``'s metrics, else the status refusing it.
+
+        401 for a missing or unknown token, 404 for an org the simulator does not know,
+        403 for a token that does not cover the org or lacks ViewOrgMetrics; in that order.
+        """
+        grant = self._tokens.get(token) if token else None
+        if grant is None:
+            return 401
+        if not self.knows(org_id):
+            return 404
+        if not grant.covers(org_id):
+            return 403
+        return None
+
+    @property
     def data(self) -> SyntheticData:
         return self._data
 
@@ -187,6 +204,15 @@ class Simulator:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """The injected faults not used up yet, in the order they apply."""
+        return self._faults.pending()
+
+    def next_fault(self, org_id: str) -> Fault | None:
+        """Consume one use of the first pending fault matching ``org_id``, if any."""
+        return self._faults.take(org_id)
 
     def truth(
         self,
@@ -227,7 +253,8 @@ class Simulator:
                 if (org_id is None or r.org_id == org_id) and (status is None or r.status == status)
             )
 
-    def _record(self, org_id: str | None, q: Mapping[str, list[str]], status: int) -> None:
+    def record(self, org_id: str | None, q: Mapping[str, list[str]], status: int) -> None:
+        """Add an API request (its ``parse_qs`` query ``q``) answered with ``status``."""
         rec = RequestRecord(
             org_id=org_id,
             time_after=int_or_none(one(q, "time_after")),
@@ -241,8 +268,9 @@ class Simulator:
         with self._lock:
             self._records.append(rec)
 
-    def _take_token(self, token: str) -> int | None:
-        """None when the request may proceed, else the Retry-After seconds (>= 1)."""
+    def take_rate_token(self, token: str) -> int | None:
+        """Take one request from ``token``'s bucket: None when the request may proceed,
+        else the Retry-After seconds (>= 1)."""
         rate = self.rate_limit
         if rate is None:
             return None
@@ -316,7 +344,7 @@ def _banner(sim: Simulator, url: str, token_envs: Sequence[str], orgs_from: str 
         orgs = "any org id"
     else:
         orgs = ", ".join(sorted(sim.orgs)) + (f" (from {orgs_from})" if orgs_from else "")
-    tokens = sorted(sim._tokens)
+    tokens = sim.tokens
     lines = [
         f"  serves orgs: {orgs}",
         f"  accepts token: {', '.join(tokens) if tokens else '(none)'}",

@@ -8,24 +8,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
-from collector import backfill as bf
-from collector import db as dbmod
-from collector.app import open_client, open_engine
-from collector.cli_support import (
+from collector.cli.support import (
     EXIT_OK,
     EXIT_PARTIAL,
     Context,
@@ -33,21 +20,14 @@ from collector.cli_support import (
     pass_context,
     print_report,
 )
-from collector.collect import Policy, run_collection
-from collector.config import Config
 from collector.errors import ConfigError
-from collector.records import Outcome
-from collector.store import Store, claim_owner, owner_alive
-from collector.targets import targets_from_config
-from collector.windows import DAY, format_duration, parse_duration
+from collector.windows import DAY, format_duration
+
+if TYPE_CHECKING:
+    from collector.config import Config
+    from collector.outcomes import Outcome
 
 log = logging.getLogger("collector.backfill")
-
-
-class _Rate(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} windows/s")
 
 
 class Reporter:
@@ -60,18 +40,9 @@ class Reporter:
         self.started = time.monotonic()
         self._last = self.started
         self._lock = threading.Lock()  # workers' skips and the writer's batches both count
-        self._bar: Progress | None = None
+        self._bar: Any = None
         if interactive:
-            self._bar = Progress(
-                TextColumn("backfill"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _Rate(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._task = self._bar.add_task("backfill", total=total)
-            self._bar.start()
+            self._bar, self._task = _progress_bar(total)
 
     def advance(self, count: int) -> None:
         with self._lock:
@@ -130,10 +101,15 @@ def backfill(
     Windows already settled are skipped (unless --force), and so are windows collected and
     not yet due again, so re-running after an interruption fetches only what is missing.
     """
+    from collector import backfill as bf
+    from collector.assembly import open_collector, open_store
+    from collector.store import claim_owner, owner_alive
+    from collector.targets import targets_from_config
+
     with errors_to_exit_codes():
         config = obj.config()
         now = time.time()
-        size = config.windows.seconds
+        size = config.windows.size
         try:
             start = bf.parse_when(since)
             end = bf.parse_when(until) if until else now
@@ -153,50 +129,42 @@ def backfill(
         if unknown:
             raise ConfigError(f"--segment {', '.join(unknown)}: no such segment is configured")
         targets = targets_from_config(config, orgs, segments)
-        interval = parse_duration(config.schedule.interval)
-        engine = open_engine(config)
-        try:
-            dbmod.require_current_schema(engine)
-            store = Store(engine)
-            store.check_window_size(size, record=not dry_run)
-            if dry_run:
+        interval = config.schedule.interval
+        if dry_run:
+            with open_store(config, writable=False) as store:
                 est = bf.estimate(
                     store, targets, span, now=now, interval=interval, force=force,
                     tokens=_token_keys(config, obj.env),
                     rate_limit=config.api.rate_limit,
                 )
-                click.echo(
-                    f"{len(targets)} target(s) x {span.windows_per_target} windows = "
-                    f"{est.windows} windows; {est.windows - est.requests} already done; "
-                    f"{est.requests} request(s) to make, about "
-                    f"{format_duration(int(est.seconds)) if est.seconds else '0s'} at "
-                    f"{config.api.rate_limit:g} request(s)/s per token"
-                )
-                sys.exit(EXIT_OK)
-            workers = concurrency or config.api.concurrency
+            click.echo(
+                f"{len(targets)} target(s) x {span.windows_per_target} windows = "
+                f"{est.windows} windows; {est.windows - est.requests} already done; "
+                f"{est.requests} request(s) to make, about "
+                f"{format_duration(int(est.seconds)) if est.seconds else '0s'} at "
+                f"{config.api.rate_limit:g} request(s)/s per token"
+            )
+            sys.exit(EXIT_OK)
+        workers = concurrency or config.api.concurrency
+        org_ids = sorted({t.org_id for t in targets})
+        with open_collector(config, obj.env, org_ids=org_ids, concurrency=workers) as collector:
+            store = collector.store
+            store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
+            claims = bf.Claims(claim_owner("backfill"), _lease(config, size))
             reporter = Reporter(
                 span.windows_per_target * len(targets), interactive=sys.stderr.isatty()
             )
-            store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
-            claims = bf.Claims(claim_owner("backfill"), _lease(config, size))
             try:
-                with open_client(config, obj.env, org_ids=tuple({t.org_id for t in targets}),
-                                 concurrency=workers) as client:
-                    report = run_collection(
-                        client,
-                        store,
-                        bf.plan(store, targets, span, clock=time.time, interval=interval,
-                                claims=claims, force=force, on_skip=reporter.advance),
-                        policy=Policy.from_config(config),
-                        concurrency=workers,
-                        on_saved=reporter.saved,
-                        owner=claims.owner,
-                    )
+                report = collector.collect(
+                    bf.plan(store, targets, span, clock=time.time, interval=interval,
+                            claims=claims, force=force, on_skip=reporter.advance),
+                    concurrency=workers,
+                    on_saved=reporter.saved,
+                    owner=claims.owner,
+                )
             finally:
                 reporter.close()
                 store.release(claims.owner)
-        finally:
-            engine.dispose()
     print_report(report, "backfill")
     if not report.complete:
         click.echo("Run the same command again to resume: it fetches only what is missing.",
@@ -218,8 +186,36 @@ def _lease(config: Config, size: int) -> float:
     """How long a backfill's claim holds: a day of windows at the rate limit, then the
     requests in flight (a read timeout each, twice for a retry)."""
     day = max(size, DAY) // size
-    return day / config.api.rate_limit + 2 * parse_duration(config.api.timeout) + 60
+    return day / config.api.rate_limit + 2 * config.api.timeout + 60
 
 
 def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _progress_bar(total: int) -> tuple[Any, Any]:
+    """A rich progress bar on stderr (rich is imported only when there is a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} windows/s")
+
+    bar = Progress(
+        TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), Rate(),
+        TimeRemainingColumn(), console=Console(stderr=True),
+    )
+    task = bar.add_task("backfill", total=total)
+    bar.start()
+    return bar, task

@@ -1,6 +1,6 @@
 """Deterministic synthetic Devin sessions and the session-metrics aggregate built from them.
 
-Pure: no I/O, stdlib only. Used by the local simulator (``collector.simulator``), tests, the
+Pure: no I/O, stdlib only. Used by the local simulator (:mod:`collector.sim`), tests, the
 demo and benchmarks; never by the code that talks to the real API.
 
 Sessions are generated per UTC hour bucket from ``random.Random(f"{seed}:{org_id}:{hour}")``

@@ -1,4 +1,4 @@
-"""HTTP plumbing of the local API simulator (``collector.simulator``).
+"""HTTP plumbing of the local API simulator (:mod:`collector.sim`).
 
 The threaded server (tracks open connections so :meth:`SimServer.close_connections` can
 drop idle keep-alives on stop), the request-handler base with the response helpers the
@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from collector.simfaults import abort_connection
+from collector.sim.faults import abort_connection
 
 if TYPE_CHECKING:
-    from collector.simulator import Simulator
+    from collector.sim.server import Simulator
 
 __all__ = ["HandlerBase", "SimServer", "int_or_none", "one"]
 
@@ -86,7 +86,8 @@ class HandlerBase(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
 
-    def _read_body(self) -> bytes:
+    def read_body(self) -> bytes:
+        """The request body (empty without a positive Content-Length)."""
         length = int_or_none(self.headers.get("Content-Length")) or 0
         return self.rfile.read(length) if length > 0 else b""
 

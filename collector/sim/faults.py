@@ -1,4 +1,4 @@
-"""Fault descriptions for the local API simulator (``collector.simulator``).
+"""Fault descriptions for the local API simulator (:mod:`collector.sim`).
 
 A :class:`Fault` says how to spoil the answer to a matching metrics request; a
 :class:`FaultQueue` keeps them in FIFO order and hands out the first matching one.

@@ -1,4 +1,4 @@
-"""Admin endpoints (``/_sim/...``) of the local API simulator (``collector.simulator``).
+"""Admin endpoints (``/_sim/...``) of the local API simulator (:mod:`collector.sim`).
 
 No auth, meant for loopback: ``POST/GET/DELETE /_sim/faults``, ``GET/DELETE /_sim/stats``,
 ``POST /_sim/clock`` (``{"now": t}`` freezes the clock, ``{"offset": s}`` runs real time
@@ -13,8 +13,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from collector.simfaults import Fault
-from collector.simhttp import HandlerBase, int_or_none, one
+from collector.sim.faults import Fault
+from collector.sim.http import HandlerBase, int_or_none, one
 
 __all__ = ["ADMIN_PREFIX", "handle_admin"]
 
@@ -38,9 +38,9 @@ def handle_admin(h: HandlerBase, method: str, path: str, raw: bytes) -> None:
             h.problem(400, f"bad fault: {exc}")
             return
         sim.inject(*faults)
-        h.send_json(200, {"faults": [f.to_dict() for f in sim._faults.pending()]})
+        h.send_json(200, {"faults": [f.to_dict() for f in sim.pending_faults]})
     elif route == ("GET", "/_sim/faults"):
-        h.send_json(200, {"faults": [f.to_dict() for f in sim._faults.pending()]})
+        h.send_json(200, {"faults": [f.to_dict() for f in sim.pending_faults]})
     elif route == ("DELETE", "/_sim/faults"):
         sim.clear_faults()
         h.send_json(200, {"faults": []})

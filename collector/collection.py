@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from collector.client import DevinClient
 from collector.config import Config
 from collector.errors import AccessError, ApiError, DeferredError, StorageError
+from collector.outcomes import Collected, Deferred, Failed, Outcome
 from collector.planner import after_success
-from collector.records import Collected, Deferred, Failed, Outcome
 from collector.store import Store
 from collector.targets import Target
 from collector.throttle import Clock
-from collector.windows import Window, parse_duration
+from collector.windows import Window
 
-log = logging.getLogger("collector.collect")
+log = logging.getLogger("collector.collection")
 
 Work = tuple[Target, Window]
 
@@ -44,11 +44,7 @@ class Policy:
     @classmethod
     def from_config(cls, config: Config) -> Policy:
         schedule = config.schedule
-        return cls(
-            repoll_ages=tuple(parse_duration(a) for a in schedule.repoll_ages),
-            access_error_backoff=parse_duration(schedule.access_error_backoff),
-            interval=parse_duration(schedule.interval),
-        )
+        return cls(schedule.repoll_ages, schedule.access_error_backoff, schedule.interval)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Request routing and the metrics endpoint of the local API simulator.
 
-:class:`Handler` dispatches ``/_sim/...`` to :mod:`collector.simadmin` and answers
+:class:`Handler` dispatches ``/_sim/...`` to :mod:`collector.sim.admin` and answers
 ``GET /v3/organizations/{org_id}/metrics/sessions`` in the check order documented in
-:mod:`collector.simulator`. Stdlib only.
+:mod:`collector.sim`, through the simulator's public methods only. Stdlib only.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from collector.simadmin import ADMIN_PREFIX, handle_admin
-from collector.simfaults import fault_status, perform
-from collector.simhttp import HandlerBase, int_or_none, one
+from collector.sim.admin import ADMIN_PREFIX, handle_admin
+from collector.sim.faults import fault_status, perform
+from collector.sim.http import HandlerBase, int_or_none, one
 
 __all__ = ["METRICS_PREFIX", "METRICS_SUFFIX", "Handler"]
 
@@ -26,7 +26,7 @@ class Handler(HandlerBase):
     # -- verbs --------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._read_body()
+        self.read_body()
         path = urlsplit(self.path).path
         if path.startswith(ADMIN_PREFIX):
             handle_admin(self, "GET", path, b"")
@@ -49,7 +49,7 @@ class Handler(HandlerBase):
         self._other("PATCH")
 
     def _other(self, method: str) -> None:
-        body = self._read_body()
+        body = self.read_body()
         path = urlsplit(self.path).path
         if path.startswith(ADMIN_PREFIX):
             handle_admin(self, method, path, body)
@@ -57,10 +57,10 @@ class Handler(HandlerBase):
         sim = self.server.sim
         if path.startswith(METRICS_PREFIX) and path.endswith(METRICS_SUFFIX):
             self.problem(405, f"method {method} not allowed", {"Allow": "GET"})
-            sim._record(None, {}, 405)
+            sim.record(None, {}, 405)
         else:
             self.problem(404, f"no route for {method} {path}")
-            sim._record(None, {}, 404)
+            sim.record(None, {}, 404)
 
     # -- the API endpoint ---------------------------------------------------------------
 
@@ -76,25 +76,25 @@ class Handler(HandlerBase):
             if middle and "/" not in middle:
                 org_id = middle
         if org_id is None:
-            sim._record(None, q, 404)
+            sim.record(None, q, 404)
             self.problem(404, f"no route for GET {path}")
             return
 
         def fail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
-            sim._record(org_id, q, status)
+            sim.record(org_id, q, status)
             self.problem(status, detail, headers)
 
         auth = self.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
-        grant = sim._tokens.get(token) if scheme.lower() == "bearer" and token else None
-        if grant is None:
+        refused = sim.authorize(token if scheme.lower() == "bearer" else None, org_id)
+        if refused == 401:
             fail(401, "missing, invalid or expired bearer token")
             return
-        if not sim.knows(org_id):
+        if refused == 404:
             fail(404, f"organization {org_id} not found")
             return
-        if not grant.can_view_metrics or (grant.orgs is not None and org_id not in grant.orgs):
+        if refused == 403:
             fail(403, f"token lacks the ViewOrgMetrics permission for organization {org_id}")
             return
         errors: list[dict[str, Any]] = []
@@ -115,7 +115,7 @@ class Handler(HandlerBase):
             else:
                 bounds[name] = value
         if errors:
-            sim._record(org_id, q, 422)
+            sim.record(org_id, q, 422)
             self.send_json(422, {"detail": errors})
             return
         after, before = bounds["time_after"], bounds["time_before"]
@@ -125,21 +125,20 @@ class Handler(HandlerBase):
         if before - after > sim.max_range_days * 86_400:
             fail(400, f"time range must not exceed {sim.max_range_days} days")
             return
-        wait = sim._take_token(token)
+        wait = sim.take_rate_token(token)
         if wait is not None:
             fail(429, "rate limit exceeded", {"Retry-After": str(wait)})
             return
-        fault = sim._faults.take(org_id)
+        fault = sim.next_fault(org_id)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
 
         def real_body() -> dict[str, Any]:
-            return sim._data.metrics(
+            return sim.truth(
                 org_id,
                 after,
                 before,
-                now=int(sim._clock()),
                 user_ids=q.get("user_ids"),
                 service_user_ids=q.get("service_user_ids"),
                 playbook_id=one(q, "playbook_id"),
@@ -147,11 +146,11 @@ class Handler(HandlerBase):
 
         if fault is None:
             body = real_body()
-            sim._record(org_id, q, 200)
+            sim.record(org_id, q, 200)
             _answer_after(arrived, sim.latency)
             self.send_json(200, body)
         else:
-            sim._record(org_id, q, fault_status(fault))
+            sim.record(org_id, q, fault_status(fault))
             _answer_after(arrived, sim.latency)
             perform(fault, self, real_body)
 

@@ -7,15 +7,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from collector.collect import Report
 from collector.config import Config, config_path, load_config
 from collector.errors import CollectorError, ConfigError, SchemaOutOfDateError
 from collector.logs import configure_logging
-from collector.records import Failed
+
+if TYPE_CHECKING:
+    from collector.collection import Report
+    from collector.outcomes import Failed
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 

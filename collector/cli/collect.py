@@ -1,0 +1,39 @@
+"""`collector collect`: the open window and the one before it, once, for every target."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from collector.cli.support import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    errors_to_exit_codes,
+    pass_context,
+    print_report,
+)
+
+
+@click.command()
+@pass_context
+def collect(obj: Context) -> None:
+    """Fetch the current and the previous window for every org and segment, once."""
+    from collector.assembly import open_collector
+    from collector.targets import targets_from_config
+    from collector.windows import due_now
+
+    with errors_to_exit_codes():
+        config = obj.config()
+        now = time.time()
+        work = [
+            (target, window)
+            for target in targets_from_config(config)
+            for window in due_now(now, config.windows.size)
+        ]
+        with open_collector(config, obj.env) as collector:
+            report = collector.collect(work)
+    print_report(report, "collect")
+    sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)

@@ -1,0 +1,90 @@
+"""`collector db`: create, upgrade, downgrade and inspect the schema."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from collector import db as dbmod
+from collector.assembly import open_engine
+from collector.cli.support import EXIT_PARTIAL, Context, errors_to_exit_codes, pass_context
+from collector.errors import ConfigError
+
+
+@click.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_context
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Create or upgrade the schema to the newest migration."""
+    with errors_to_exit_codes():
+        engine = open_engine(obj.config())
+        try:
+            dbmod.require_writable(engine)
+            before = dbmod.current_revision(engine)
+            dbmod.upgrade(engine, revision)
+            after = dbmod.current_revision(engine)
+        finally:
+            engine.dispose()
+    if before == after:
+        click.echo(f"database already at revision {after}")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask: a downgrade drops tables or columns and their data."
+)
+@pass_context
+def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
+    """Downgrade the schema to REVISION ("base" removes everything). Asks first, or --yes."""
+    with errors_to_exit_codes():
+        engine = open_engine(obj.config())
+        try:
+            current = dbmod.current_revision(engine)
+            where = engine.url.render_as_string(hide_password=True)
+            loses = (
+                "drops every table of the collector and all the data in them"
+                if revision == "base"
+                else "drops tables or columns, and the data in them"
+            )
+            if current is not None and not yes:
+                if not sys.stdin.isatty():
+                    raise ConfigError(
+                        f"downgrading {where} from {current} to {revision} {loses}: "
+                        "pass --yes to do it (there is no terminal to ask)"
+                    )
+                if not click.confirm(
+                    f"Downgrade {where} from {current} to {revision}? This {loses}",
+                    default=False,
+                ):
+                    click.echo("nothing changed", err=True)
+                    sys.exit(EXIT_PARTIAL)
+            dbmod.downgrade(engine, revision)
+            click.echo(f"database at revision {dbmod.current_revision(engine) or 'base'}")
+        finally:
+            engine.dispose()
+
+
+@db.command("current")
+@pass_context
+def db_current(obj: Context) -> None:
+    """Print the schema revision of the database and of this collector."""
+    with errors_to_exit_codes():
+        engine = open_engine(obj.config())
+        try:
+            current = dbmod.current_revision(engine)
+        finally:
+            engine.dispose()
+        head = dbmod.head_revision()
+    click.echo(f"database: {current or 'empty'}; collector: {head}")
+    if current != head:
+        sys.exit(EXIT_PARTIAL)
+

@@ -1,0 +1,91 @@
+"""`collector status`: freshness and completeness per source, org and segment."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from collector.cli.support import EXIT_OK, EXIT_PARTIAL, Context, errors_to_exit_codes, pass_context
+from collector.errors import ConfigError
+from collector.windows import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from collector.status import TargetStatus
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--max-age",
+    metavar="DURATION",
+    default=None,
+    help="Exit 1 when an org's last success is older than this (default: 3 x interval).",
+)
+@pass_context
+def status(obj: Context, as_json: bool, max_age: str | None) -> None:
+    """Per source, org and segment: newest window, staleness, collected, unsettled, missing,
+    failing.
+
+    Each line starts with a flag: ok; WARN when windows are failing (listed below it) but the
+    last success is recent; STALE when the last success is older than --max-age (exit 1).
+    Windows missing inside the catch-up horizon come with the backfill command that fetches
+    them. --json prints timestamps as ISO 8601 UTC and staleness in whole seconds.
+    """
+    from collector.assembly import open_store
+    from collector.status import ago, iso, target_status
+    from collector.targets import targets_from_config
+
+    with errors_to_exit_codes():
+        config = obj.config()
+        try:
+            limit = parse_duration(max_age) if max_age else 3 * config.schedule.interval
+        except ValueError as exc:
+            raise ConfigError(f"--max-age: {exc}") from None
+        with open_store(config, writable=False) as store:  # a read-only replica will do
+            rows = target_status(
+                store.engine,
+                targets_from_config(config),
+                now=time.time(),
+                size=config.windows.size,
+                horizon=config.schedule.catchup_horizon,
+                max_age=limit,
+            )
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        for r in rows:
+            newest = _when(r.newest_window)
+            age = "never" if r.staleness is None else f"{ago(r.staleness)} ago"
+            if r.stale:
+                age += f" (max age {format_duration(int(limit))})"
+            click.echo(
+                f"{r.flag:5} {_name(r)}: newest window {newest}, last success "
+                f"{age}; {r.collected} collected, {r.unsettled} unsettled, {r.missing} missing, "
+                f"{r.failing} failing"
+            )
+            for f in r.failing_windows:
+                click.echo(f"      {_when(f.window_start)}: {f.error} ({f.failures}x)")
+        missing = sum(r.missing for r in rows)
+        since = min((r.backfill_since for r in rows if r.backfill_since is not None),
+                    default=None)
+        if since is not None:
+            click.echo(
+                f"{missing} window(s) inside the catch-up horizon were never collected; "
+                f"fetch them with: collector backfill --since {iso(since)}"
+            )
+    sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
+
+
+def _when(ts: int | None) -> str:
+    return "none" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+
+def _name(status: TargetStatus) -> str:
+    name = f"{status.org_id}/{status.segment}"
+    return name if status.source == "sessions" else f"{name} {status.source}"
