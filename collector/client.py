@@ -35,9 +35,9 @@ from collector.targets import Target
 from collector.throttle import Clock, RateLimiter, RetryPolicy, Sleep, parse_retry_after
 from collector.windows import Window
 
-#: Called once per HTTP attempt with the org id and an outcome label ("200", "429",
-#: "timeout", "network", ...); the daemon's metrics hang off it.
-AttemptHook = Callable[[str, str], None]
+#: Called once per HTTP attempt with the org id, the source's name and an outcome label
+#: ("200", "429", "timeout", "network", ...); the daemon's metrics hang off it.
+AttemptHook = Callable[[str, str, str], None]
 
 
 class Credentials:
@@ -214,7 +214,7 @@ class DevinClient:
 
     def _note(self, target: Target, outcome: str) -> None:
         if self._on_attempt is not None:
-            self._on_attempt(target.org_id, outcome)
+            self._on_attempt(target.org_id, target.source.name, outcome)
 
     def _status_error(
         self, target: Target, window: Window, response: httpx.Response

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +59,8 @@ class Report:
     failed_count: int = 0
     deferred: int = 0
     failed: list[Failed] = field(default_factory=list)
+    #: Windows collected or failed, by source name.
+    done: Counter[str] = field(default_factory=Counter)
     keep: int = 1000
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -78,12 +81,14 @@ class Report:
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
+            if isinstance(outcome, Deferred):
+                self.deferred += 1
+                continue
+            self.done[outcome.target.source.name] += 1
             if isinstance(outcome, Failed):
                 self.failed_count += 1
                 if len(self.failed) < self.keep:
                     self.failed.append(outcome)
-            elif isinstance(outcome, Deferred):
-                self.deferred += 1
             else:
                 self.collected += 1
 

@@ -6,21 +6,16 @@ token, and `resolve_token` reads it when a client is built.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,8 +23,21 @@ from pydantic import (
     model_validator,
 )
 
+from collector.config_fields import (
+    NAME,
+    ORG_ID,
+    SECRET_KEYS,
+    EnvName,
+    Interval,
+    Seconds,
+    SecondsOrZero,
+    WindowSize,
+    default_jitter,
+    is_loopback,
+)
+from collector.config_fields import interval as interval_seconds
 from collector.errors import ConfigError
-from collector.windows import DAY, format_duration, parse_duration, parse_window_size
+from collector.windows import DAY, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -37,96 +45,6 @@ DEFAULT_CONFIG_PATH = Path("collector.toml")
 CONFIG_ENV = "COLLECTOR_CONFIG"
 DATABASE_URL_ENV = "COLLECTOR_DATABASE_URL"
 ALL_SEGMENT = "all"
-
-_ORG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Keys that would hold a token in the file; tokens only ever come from the environment.
-SECRET_KEYS = frozenset(
-    {"token", "tokens", "api_key", "apikey", "api_token", "token_value", "access_token",
-     "auth_token", "bearer", "bearer_token", "devin_api_token"}
-)
-#: Longest jitter derived from the interval when [schedule].jitter is not set.
-MAX_DEFAULT_JITTER = 30
-
-
-def _seconds(value: object, *, allow_zero: bool = False) -> int:
-    """A duration from the file ("90s", "15m", "6h", "7d", or a whole number of seconds)
-    as whole seconds: parsed here, once, so nothing downstream reads duration text."""
-    if isinstance(value, str):
-        return parse_duration(value, allow_zero=allow_zero)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or (value == 0 and not allow_zero):
-            raise ValueError(f"{value} must be longer than zero")
-        return value
-    raise ValueError("write a duration like 30s, 15m, 6h or 7d")
-
-
-def _env_name(value: str) -> str:
-    # Never put `value` in the message: it may well be a token pasted in the wrong place.
-    if _looks_like_token(value):
-        raise ValueError(
-            "this looks like a token, not the name of an environment variable: put the "
-            "variable's NAME here (like DEVIN_API_TOKEN) and the token itself in that "
-            "environment variable, never in this file"
-        )
-    if not _ENV_NAME.match(value):
-        raise ValueError(
-            "the value is not an environment variable name (letters, digits and '_', not "
-            "starting with a digit): put the variable's NAME here, like DEVIN_API_TOKEN"
-        )
-    return value
-
-
-def _looks_like_token(value: str) -> bool:
-    """A Devin token (cog_...), or a long run of characters no one would name a variable:
-    mixed-case letters, or digits without underscores (a hex or base64 secret)."""
-    if value.lower().startswith("cog_"):
-        return True
-    if len(value) <= 40:
-        return False
-    mixed_case = any(c.islower() for c in value) and any(c.isupper() for c in value)
-    digits_run = any(c.isdigit() for c in value) and "_" not in value
-    return mixed_case or digits_run or not _ENV_NAME.match(value)
-
-
-_SUBSECOND = re.compile(r"^\s*(\d*\.?\d*)\s*(ms|us|µs|ns|s|m|h|d)\s*$")
-
-
-def _under_a_second(value: str) -> bool:
-    """"0s", "500ms", "0.5s": a duration that is shorter than the one-second resolution."""
-    match = _SUBSECOND.match(value)
-    if match is None or match.group(1) in ("", "."):
-        return False
-    amount, unit = float(match.group(1)), match.group(2)
-    return amount == 0 or unit in ("ms", "us", "µs", "ns") or (unit == "s" and amount < 1)
-
-
-def default_jitter(interval: int) -> int:
-    """The jitter used when none is set: a tenth of the interval, at most 30s, whole seconds."""
-    return min(MAX_DEFAULT_JITTER, math.floor(interval / 10))
-
-
-def _interval(value: object) -> int:
-    if isinstance(value, str) and _under_a_second(value):
-        raise ValueError(
-            "interval must be at least 1s, in whole seconds with a unit s, m, h or d, "
-            "like 10s or 15m"
-        )
-    return _seconds(value)
-
-
-def _window_size(value: object) -> int:
-    if not isinstance(value, str):
-        raise ValueError("write a window size like 1h")
-    return parse_window_size(value)
-
-
-#: Durations, in whole seconds once loaded.
-Seconds = Annotated[int, BeforeValidator(_seconds)]
-SecondsOrZero = Annotated[int, BeforeValidator(lambda v: _seconds(v, allow_zero=True))]
-EnvName = Annotated[str, AfterValidator(_env_name)]
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -168,7 +86,7 @@ class ApiConfig(_Section):
     @model_validator(mode="after")
     def _refuse_cleartext(self) -> ApiConfig:
         parts = urlsplit(self.base_url)
-        cleartext = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        cleartext = parts.scheme == "http" and not is_loopback(parts.hostname or "")
         if cleartext and not self.allow_insecure_http:
             raise ValueError(
                 f"base_url {self.base_url!r} is plain http to a host that is not loopback: "
@@ -180,13 +98,13 @@ class ApiConfig(_Section):
 
 class WindowsConfig(_Section):
     #: Seconds; the file says "1h" (a size that divides a day).
-    size: Annotated[int, BeforeValidator(_window_size)] = 3600
+    size: WindowSize = 3600
 
 
 class ScheduleConfig(_Section):
     """Every duration in whole seconds."""
 
-    interval: Annotated[int, BeforeValidator(_interval)] = 900
+    interval: Interval = 900
     repoll_ages: tuple[Seconds, ...] = (3600, 6 * 3600, DAY, 3 * DAY, 7 * DAY)
     catchup_horizon: Seconds = 7 * DAY
     #: Not set means derived from the interval: a tenth of it, at most 30s, whole seconds.
@@ -200,7 +118,7 @@ class ScheduleConfig(_Section):
     def _derive_jitter(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("jitter") is None:
             try:
-                interval = _interval(data.get("interval", 900))
+                interval = interval_seconds(data.get("interval", 900))
             except (TypeError, ValueError):
                 return data  # the interval's own error is reported
             data = {**data, "jitter": default_jitter(interval)}
@@ -247,7 +165,7 @@ class SegmentConfig(_Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not NAME.match(value):
             raise ValueError(f"{value!r} may hold only letters, digits, '_', '-' and '.'")
         if value == ALL_SEGMENT:
             raise ValueError(f"{ALL_SEGMENT!r} is reserved for the whole organization")
@@ -271,7 +189,7 @@ class OrgConfig(_Section):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not _ORG_ID.match(value) or ".." in value:
+        if not ORG_ID.match(value) or ".." in value:
             raise ValueError(
                 f"{value!r} is not an organization id: use the id shown by Devin, like org-abc123"
             )
@@ -324,15 +242,6 @@ class Config(_Section):
 
     def token_env_for(self, org: OrgConfig) -> str:
         return org.token_env or self.api.token_env
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:

@@ -17,9 +17,10 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -32,9 +33,9 @@ from sqlalchemy import Engine
 from collector.assembly import Collector
 from collector.collection import Report, Work
 from collector.errors import ConfigError, StorageError
+from collector.ledger import claim_owner
 from collector.planner import plan, slack
 from collector.prometheus import Metrics
-from collector.store import claim_owner
 from collector.targets import Target, targets_from_config
 from collector.throttle import Clock
 from collector.windows import floor_to
@@ -76,10 +77,18 @@ def sqlite_single_daemon(engine: Engine) -> Iterator[None]:
 
 @dataclass
 class RunTally:
-    """What a run planned for an org, and how many of those windows another process held."""
+    """What a run planned for an org, and how many of those windows another process held,
+    by source name."""
 
-    planned: int = 0
-    elsewhere: int = 0
+    planned: Counter[str] = field(default_factory=Counter)
+    elsewhere: Counter[str] = field(default_factory=Counter)
+
+    def deferred(self, report: Report) -> Counter[str]:
+        """Per source, what was due here and neither collected nor failed: not reached
+        before the deadline, held back by the rate limit, or left at shutdown."""
+        left = self.planned - self.elsewhere
+        left.subtract(report.done)
+        return +left
 
 
 class Daemon:
@@ -140,7 +149,7 @@ class Daemon:
                 target, now=now, cutoff=cutoff, since=since, interval=self.interval
             )
             windows = plan(now, self.size, due, known, self.horizon)
-            tally.planned += len(windows)
+            tally.planned[target.source.name] += len(windows)
             plans.append((target, windows))
         step = self.claim_batch
         for offset in itertools.count(0, step):
@@ -152,7 +161,7 @@ class Daemon:
                     target, chunk, owner=owner, now=self.clock(), cutoff=cutoff,
                     lease=self.lease, interval=self.interval,
                 )
-                tally.elsewhere += len(chunk) - len(claimed)
+                tally.elsewhere[target.source.name] += len(chunk) - len(claimed)
                 yield from ((target, w) for w in chunk if w.start in claimed)
 
     def run_org(self, org_id: str) -> Report | None:
@@ -202,10 +211,7 @@ class Daemon:
                 log.warning("%s; they expire by themselves within %ss", exc, self.lease)
         # What was due here and not done is deferred: not reached before the deadline, held
         # back by the rate limit, or left at shutdown. It stays due, and is not a failure.
-        deferred = max(
-            report.deferred,
-            tally.planned - tally.elsewhere - report.collected - report.failed_count,
-        )
+        deferred = tally.deferred(report)
         denied = [f for f in report.failed if f.access_denied]
         if denied:
             until = now + self.policy.access_error_backoff
@@ -219,10 +225,10 @@ class Daemon:
             self._resting_until.pop(org_id, None)
         fields = {
             "org": org_id,
-            "due": tally.planned - tally.elsewhere,
+            "due": (tally.planned - tally.elsewhere).total(),
             "collected": report.collected,
             "failed": report.failed_count,
-            "deferred": deferred,
+            "deferred": deferred.total(),
             "duration_s": round(report.duration, 2),
         }
         log.log(logging.INFO if report.ok else logging.WARNING, "run", extra=fields)
@@ -234,7 +240,8 @@ class Daemon:
             )
         if metrics:
             metrics.run_duration.labels(org_id).observe(report.duration)
-            metrics.deferred(org_id, deferred)
+            for source, count in deferred.items():
+                metrics.deferred(org_id, source, count)
         return report
 
     # -- the scheduler ---------------------------------------------------------------------

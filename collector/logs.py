@@ -1,4 +1,4 @@
-"""Logging: plain text or JSON lines on stderr, through structlog's stdlib formatter.
+"""Logging: plain text or JSON lines on stderr, one formatter on the stdlib's logging.
 
 Fields passed with ``extra=`` (``log.info("run", extra={"org": org, "due": 3})``) are
 rendered as top-level keys of the JSON object, or as ``key=value`` pairs after the event in
@@ -9,11 +9,11 @@ message and in its extra fields, whatever logged it.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import TextIO
-
-import structlog
 
 _SECRETS: set[str] = set()
 
@@ -76,20 +76,36 @@ class _Scrub(logging.Filter):
         return True
 
 
-def _render_text(_logger: object, _name: str, event: structlog.types.EventDict) -> str:
-    """``<time> [<level>] <event> key=value ... [<logger>]``: fields right after the event,
-    in the order given, so a line reads ``run org=org-a due=3 collected=3 ...``."""
-    stamp = event.pop("timestamp", "")
-    level = event.pop("level", "")
-    message = event.pop("event", "")
-    logger = event.pop("logger", None)
-    trace = event.pop("exception", None)
-    parts = [f"{stamp} [{level:<7}] {message}"]
-    parts += [f"{key}={_text_value(value)}" for key, value in event.items()]
-    if logger:
-        parts.append(f"[{logger}]")
-    line = " ".join(parts)
-    return f"{line}\n{trace}" if trace else line
+class _Formatter(logging.Formatter):
+    """One line per record: ``<time> [<level>] <event> key=value ... [<logger>]`` in text,
+    fields right after the event in the order given (``run org=org-a due=3 ...``); or a JSON
+    object with ``event``, ``level``, ``logger``, every field, and ``timestamp``."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            key: value for key, value in vars(record).items()
+            if key not in _RECORD_ATTRS and not key.startswith("_") and key != "exception"
+        }
+        trace = getattr(record, "exception", None)
+        if trace is None and record.exc_info:
+            trace = self.formatException(record.exc_info)  # a plain traceback, no locals
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        level = record.levelname.lower()
+        if self.as_json:
+            event = {"event": record.getMessage(), "level": level, "logger": record.name,
+                     **fields, "timestamp": stamp}
+            if trace:
+                event["exception"] = trace
+            return json.dumps(event, default=str)
+        parts = [f"{stamp} [{level:<7}] {record.getMessage()}"]
+        parts += [f"{key}={_text_value(value)}" for key, value in fields.items()]
+        parts.append(f"[{record.name}]")
+        line = " ".join(parts)
+        return f"{line}\n{trace}" if trace else line
 
 
 def _text_value(value: object) -> str:
@@ -107,25 +123,9 @@ def configure_logging(
     fmt: str = "text", level: str = "INFO", stream: TextIO | None = None
 ) -> None:
     """Route every logger to one handler on `stream` (stderr), text or JSON lines."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else _render_text
-    )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_Scrub())
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.stdlib.ExtraAdder(),
-                structlog.processors.format_exc_info,  # a traceback as text, no locals
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-            ],
-        )
-    )
+    handler.setFormatter(_Formatter(as_json=fmt == "json"))
     global _saved
     root = logging.getLogger()
     if _saved is None:

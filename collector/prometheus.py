@@ -19,24 +19,27 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "collector_requests",
-            "HTTP attempts to the Devin API, by org and outcome (status code, timeout, network)",
-            ["org_id", "outcome"],
+            "HTTP attempts to the Devin API, by org, source and outcome (status code, timeout, "
+            "network)",
+            ["org_id", "source", "outcome"],
             registry=self.registry,
         )
         self.retries = Counter(
-            "collector_retries", "Attempts beyond the first, by org", ["org_id"],
+            "collector_retries", "Attempts beyond the first, by org and source",
+            ["org_id", "source"],
             registry=self.registry,
         )
         self.windows = Counter(
             "collector_windows",
-            "Windows by org and result: collected, failed, or deferred (not reached by a run)",
-            ["org_id", "result"],
+            "Windows by org, source and result: collected, failed, or deferred (not reached "
+            "by a run)",
+            ["org_id", "source", "result"],
             registry=self.registry,
         )
         self.last_success = Gauge(
             "collector_last_success_timestamp_seconds",
-            "When a window of the org was last collected (Unix time)",
-            ["org_id"],
+            "When a window of the org's source was last collected (Unix time)",
+            ["org_id", "source"],
             registry=self.registry,
         )
         self.run_duration = Histogram(
@@ -49,28 +52,28 @@ class Metrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def attempt(self, org_id: str, outcome: str) -> None:
-        self.requests.labels(org_id, outcome).inc()
+    def attempt(self, org_id: str, source: str, outcome: str) -> None:
+        self.requests.labels(org_id, source, outcome).inc()
 
     def saved(self, outcomes: Sequence[Outcome], now: float) -> None:
         for outcome in outcomes:
-            org = outcome.target.org_id
+            org, source = outcome.target.org_id, outcome.target.source.name
             if isinstance(outcome, Failed):
-                self.windows.labels(org, "failed").inc()
+                self.windows.labels(org, source, "failed").inc()
                 attempts = outcome.attempts
             elif isinstance(outcome, Deferred):
                 attempts = outcome.attempts  # counted per run, with those never started
             else:
-                self.windows.labels(org, "collected").inc()
-                self.last_success.labels(org).set(now)
+                self.windows.labels(org, source, "collected").inc()
+                self.last_success.labels(org, source).set(now)
                 attempts = outcome.fetched.attempts
             if attempts > 1:
-                self.retries.labels(org).inc(attempts - 1)
+                self.retries.labels(org, source).inc(attempts - 1)
 
-    def deferred(self, org_id: str, count: int) -> None:
+    def deferred(self, org_id: str, source: str, count: int) -> None:
         """Windows a run did not reach (deadline, rate limit, shutdown): not failures."""
         if count:
-            self.windows.labels(org_id, "deferred").inc(count)
+            self.windows.labels(org_id, source, "deferred").inc(count)
 
     def serve(self, host: str, port: int) -> None:
         try:

@@ -1,8 +1,8 @@
 """`collector status`: per source, org and segment, how fresh and how complete the data is.
 
-Read from the ledger with aggregate SQL, so it costs the same for a week or five years: one
-query counts per target, another returns at most `failing_limit` failing windows per target
-(the newest), however many windows are failing.
+Read from the ledger through the store with aggregate SQL (`collector.ledger`), so it costs
+the same for a week or five years: one query counts per target, another returns at most
+`failing_limit` failing windows per target (the newest), however many windows are failing.
 
 Each target gets a flag: ``ok``; ``WARN`` when windows are failing (the collector retries
 them) but the last success is recent; ``STALE`` when the last success is older than
@@ -16,12 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, not_, select
-from sqlalchemy.exc import SQLAlchemyError
-
-from collector.db import describe_error, reading
-from collector.errors import StorageError
-from collector.store import LEDGER
+from collector.store import Store
 from collector.targets import Target
 from collector.windows import count_windows, floor_to, to_datetime, to_timestamp, window_at
 
@@ -108,7 +103,7 @@ class TargetStatus:
 
 
 def target_status(
-    engine: Engine,
+    store: Store,
     targets: list[Target],
     *,
     now: float,
@@ -120,59 +115,19 @@ def target_status(
     """Status of every target. `missing` counts closed windows inside the catch-up horizon
     never collected; `stale` is set when the last success is older than `max_age`;
     `failing_windows` holds the newest `failing_limit` failing windows."""
-    c = LEDGER.c
     horizon_start = floor_to(now - horizon, size)  # where `expected` starts counting
-    since = to_datetime(horizon_start)
     current = window_at(now, size)
-    collected = c.fetch_count > 0
-    is_failing = and_(c.last_error.is_not(None), not_(c.settled))
-    summary = (
-        select(
-            c.source,
-            c.org_id,
-            c.segment,
-            func.max(case((collected, c.window_start))).label("newest"),
-            func.max(c.last_fetched_at).label("last_success"),
-            func.count(case((collected, 1))).label("collected"),
-            func.count(case((and_(collected, not_(c.settled)), 1))).label("unsettled"),
-            func.count(
-                case((and_(collected, c.window_start >= since,
-                           c.window_start < to_datetime(current.start)), 1))
-            ).label("recent"),
-            func.count(case((is_failing, 1))).label("failing"),
+    summary, failing = store.status_rows(
+        since=horizon_start, current_start=current.start, failing_limit=failing_limit
+    )
+    rows = {(r.source, r.org_id, r.segment): r for r in summary}
+    failures: dict[tuple[str, str, str], list[FailingWindow]] = {}
+    for f in failing:
+        failures.setdefault((f.source, f.org_id, f.segment), []).append(
+            FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
+                          f.failure_count, f.last_error)
         )
-        .group_by(c.source, c.org_id, c.segment)
-    )
-    # The newest `failing_limit` failing windows of each target, ranked in the database:
-    # a revoked token on a long backfill leaves thousands of them, and only these are shown.
-    ranked = (
-        select(
-            c.source, c.org_id, c.segment, c.window_start, c.window_end, c.failure_count,
-            c.last_error,
-            func.row_number()
-            .over(partition_by=(c.source, c.org_id, c.segment), order_by=c.window_start.desc())
-            .label("recency"),
-        )
-        .where(is_failing)
-        .subquery()
-    )
-    failing = (
-        select(ranked)
-        .where(ranked.c.recency <= failing_limit)
-        .order_by(ranked.c.source, ranked.c.org_id, ranked.c.segment, ranked.c.recency)
-    )
     expected = count_windows(now - horizon, current.start, size)
-    try:
-        with reading(engine) as conn:
-            rows = {(r.source, r.org_id, r.segment): r for r in conn.execute(summary)}
-            failures: dict[tuple[str, str, str], list[FailingWindow]] = {}
-            for f in conn.execute(failing):
-                failures.setdefault((f.source, f.org_id, f.segment), []).append(
-                    FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
-                                  f.failure_count, f.last_error)
-                )
-    except SQLAlchemyError as exc:
-        raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
     result = []
     for target in targets:
         key = (target.source.name, target.org_id, target.segment)

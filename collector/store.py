@@ -7,21 +7,17 @@ again replaces its values (an upsert), so re-collecting never duplicates anythin
 
 from __future__ import annotations
 
-import math
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
+    Row,
     Table,
     and_,
-    false,
     not_,
     or_,
     select,
@@ -32,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error, reading
 from collector.errors import ConfigError, StorageError
+from collector.ledger import due_clause, free_clause, newest_failing, of, status_summary
 from collector.outcomes import Collected, Failed, Outcome
 from collector.planner import Due
 from collector.schema import Setting
@@ -39,60 +36,10 @@ from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
 from collector.writer import LEDGER, WINDOWS, Writer
 
-__all__ = ["LEDGER", "Store", "due_clause", "free_clause"]
+__all__ = ["LEDGER", "Store"]
 
 SETTINGS: Table = Setting.__table__  # type: ignore[assignment]
 WINDOW_SECONDS = "window_seconds"
-
-
-def due_clause(*, now: float, cutoff: float, interval: int) -> ColumnElement[bool]:
-    """The one rule of when a ledger row is due, for the daemon's planner, its claims and
-    the backfill alike: not settled, and either its due time has come by `cutoff`, or it is
-    a window still open at `now` whose last fetch is an `interval` old by `cutoff` (so due
-    times computed under a longer, older interval never hold an open window back)."""
-    c = LEDGER.c
-    came = or_(c.next_due_at.is_(None), c.next_due_at <= to_datetime(int(cutoff)))
-    if interval > 0:
-        open_and_old = and_(
-            c.window_end > to_datetime(int(now)),
-            c.last_fetched_at <= to_datetime(math.floor(cutoff - interval)),
-        )
-        came = or_(came, open_and_old)
-    return and_(c.settled == false(), came)
-
-
-def _of(target: Target) -> tuple[ColumnElement[bool], ...]:
-    """The ledger rows of `target`."""
-    c = LEDGER.c
-    return (
-        c.source == target.source.name, c.org_id == target.org_id, c.segment == target.segment
-    )
-
-
-def claim_owner(kind: str) -> str:
-    """A name for the claims of one process: ``host:pid:kind:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{kind}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_alive(owner: str) -> bool:
-    """False only when `owner` names a process of this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another machine's: its claims expire by themselves
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def free_clause(now: float) -> ColumnElement[bool]:
-    """Nobody holds a live claim on the row."""
-    c = LEDGER.c
-    return or_(c.lease_expires_at.is_(None), c.lease_expires_at <= to_datetime(int(now)))
 
 
 class Store:
@@ -169,7 +116,7 @@ class Store:
         stmt = select(
             c.window_start, c.window_end, c.next_due_at, c.last_fetched_at, due_rule.label("due")
         ).where(
-            *_of(target),
+            *of(target),
             or_(c.window_start >= to_datetime(int(since)), due_rule),
         )
         due: list[Due] = []
@@ -264,7 +211,7 @@ class Store:
         if not force:
             takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
         stmt = select(c.window_start).where(
-            *_of(target),
+            *of(target),
             c.window_start >= to_datetime(start),
             c.window_start < to_datetime(end),
             not_(takeable),
@@ -320,6 +267,21 @@ class Store:
         if row is not None and to_timestamp(row[1]) - to_timestamp(row[0]) != size:
             return to_timestamp(row[1]) - to_timestamp(row[0])
         return None
+
+    def status_rows(
+        self, *, since: int, current_start: int, failing_limit: int
+    ) -> tuple[list[Row[Any]], list[Row[Any]]]:
+        """The ledger's counts per source, org and segment (`ledger.status_summary`), and
+        the newest `failing_limit` failing windows of each (`ledger.newest_failing`)."""
+        try:
+            with reading(self.engine) as conn:
+                summary = conn.execute(
+                    status_summary(since=since, current_start=current_start)
+                ).all()
+                failures = conn.execute(newest_failing(failing_limit)).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+        return list(summary), list(failures)
 
     def release_orphans(self, now: float, alive: Callable[[str], bool]) -> int:
         """End the claims whose holder is known to be gone (`alive(owner)` is False), such

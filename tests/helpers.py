@@ -160,7 +160,7 @@ def postgres_schema(base: str) -> Iterator[str]:
         admin.dispose()
 
 
-def sqlite_tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+def sqlite_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every stored value of a SQLite database (not fetch times), in a stable order."""
     with sqlite3.connect(path) as conn:
         return {
@@ -206,14 +206,11 @@ def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, args, env=env or {}, catch_exceptions=False)
 
 
-def clean_env(*, drop_terminal_size: bool = False, **extra: str) -> dict[str, str]:
-    """This environment without the API's, the collector's and the simulator's variables
-    (and COLUMNS and LINES if `drop_terminal_size`), plus `extra`."""
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the API's, the collector's and the simulator's variables,
+    plus `extra`."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DEVIN", "COLLECTOR_", "SIMULATOR"))}
-    if drop_terminal_size:
-        env.pop("COLUMNS", None)
-        env.pop("LINES", None)
     return {**env, **extra}
 
 

@@ -216,10 +216,11 @@ def test_reporter_logs_progress_when_not_interactive(caplog: pytest.LogCaptureFi
 
 def test_reporter_counts_every_advance_from_many_threads() -> None:
     reporter = Reporter(10**9, interactive=False, every=3600.0)
-    threads = [
-        threading.Thread(target=lambda: [reporter.advance(1) for _ in range(20_000)])
-        for _ in range(8)
-    ]
+    def advance_20_000_times() -> None:
+        for _ in range(20_000):
+            reporter.advance(1)
+
+    threads = [threading.Thread(target=advance_20_000_times) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

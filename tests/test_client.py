@@ -23,6 +23,7 @@ from collector.errors import (
     ServerError,
     TransientApiError,
 )
+from collector.payload import SessionMetrics
 from collector.sim import Fault, Simulator, TokenGrant
 from collector.targets import Target
 from collector.throttle import RateLimiter, RetryPolicy, parse_retry_after
@@ -45,6 +46,7 @@ def test_fetch_returns_the_simulators_answer(sim: Simulator, make_client: MakeCl
     fetched = make_client().fetch(ALPHA, W)
     truth = sim.truth("org-alpha", W.start, W.end)
     assert fetched.raw == truth
+    assert isinstance(fetched.metrics, SessionMetrics)
     assert fetched.metrics.sessions_created_count == truth["sessions_created_count"]
     assert fetched.attempts == 1
     (record,) = sim.requests
@@ -254,6 +256,7 @@ def test_new_origin_is_kept_and_missing_bucket_key_is_zero(
     sim.inject(Fault("body", patch={"sessions_created_by_origin": by_origin,
                                     "sessions_created_by_size": by_size}))
     metrics = make_client().fetch(ALPHA, W).metrics
+    assert isinstance(metrics, SessionMetrics)
     assert metrics.sessions_created_by_origin["hologram"] == 3
     assert metrics.sessions_created_by_origin["slack"] == 0
     assert metrics.sessions_created_by_size["xl"] == 0

@@ -14,15 +14,7 @@ import httpx
 import pytest
 
 from collector.sim import Simulator
-from tests.helpers import (
-    COLLECTOR,
-    ROOT,
-    TOKEN,
-    clean_env,
-    config_file,
-    invoke,
-    run_on_terminal,
-)
+from tests.helpers import COLLECTOR, ROOT, TOKEN, clean_env, config_file, invoke, run_on_terminal
 
 EXAMPLE = ROOT / "config.example.toml"
 SECRET = "cog_live_1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
@@ -30,8 +22,12 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def new_user_env(**extra: str) -> dict[str, str]:
-    """A new user's shell: none of the collector's variables, and the terminal's own size."""
-    return clean_env(drop_terminal_size=True, **extra)
+    """A new user's shell: none of the collector's variables, and the terminal's own size
+    (no COLUMNS or LINES), plus `extra`."""
+    env = clean_env()
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    return {**env, **extra}
 
 
 # -- 8: short intervals work with the default jitter ------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from collector.cli import main
+from collector.payload import SessionMetrics
 from collector.sim import Fault, Simulator, TokenGrant
 
 TOKEN = "cog_reliability_secret_9d8e7f"
@@ -225,6 +226,7 @@ def test_a_stale_keep_alive_connection_is_retried(world: World, tmp_path: Path) 
         world.sim.stop()  # closes the kept-alive connection under the client's feet
         world.sim.start(port=port)
         fetched = client.fetch(Target("org-alpha"), Window(WINDOWS[1], WINDOWS[2]))
+    assert isinstance(fetched.metrics, SessionMetrics)
     assert fetched.metrics.sessions_created_count == world.sim.truth(
         "org-alpha", WINDOWS[1], WINDOWS[2])["sessions_created_count"]
 

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,12 +48,12 @@ def write_config(folder: Path, base_url: str, extra: str = "") -> Path:
     return path
 
 
-def collector(config: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+def collector(config: Path, *args: str, env: dict[str, str] | None = None,
+              preexec_fn: Callable[[], object] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "collector", "--config", str(config), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "DEVIN_API_TOKEN": TOKEN, **kwargs.pop("env", {})},  # type: ignore[dict-item]
-        **kwargs,  # type: ignore[arg-type]
+        env={**os.environ, "DEVIN_API_TOKEN": TOKEN, **(env or {})}, preexec_fn=preexec_fn,
     )
 
 
@@ -88,7 +88,11 @@ def test_kill_9_during_a_daemon_run_then_a_rerun_equals_an_uninterrupted_run(
     for config in (killed, clean):
         proc = collector(config, "run")
         db = config.parent / "c.db"
-        wait_for(lambda db=db: len(sqlite_tables(db)["windows"]) >= 2 * 97, timeout=90)
+
+        def all_stored(db: Path = db) -> bool:
+            return len(sqlite_tables(db)["windows"]) >= 2 * 97
+
+        wait_for(all_stored, timeout=90)
         proc.send_signal(signal.SIGTERM)
         code, out = finish(proc)
         assert code == 0, out

@@ -68,7 +68,8 @@ def test_daemons_running_at_once_fetch_each_window_once(
     sim.latency = 0.01  # long enough for both runs to overlap
     clock.now = T0 + 600
     run_together(two_daemons)
-    fetched = Counter(r.time_after for r in sim.requests if r.status == 200)
+    fetched = Counter(r.time_after for r in sim.requests
+                      if r.status == 200 and r.time_after is not None)
     horizon = [w.start for w in windows_between(clock.now - 12 * 3600, clock.now, 3600)]
     assert sorted(fetched) == horizon  # the open window and 12h of catch-up, all of them
     assert set(fetched.values()) == {1}  # each by one daemon only

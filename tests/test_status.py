@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event, insert, text
 from collector.schema import LedgerEntry
 from collector.sim import Fault, Simulator
 from collector.status import target_status
+from collector.store import Store
 from collector.targets import Target
 from collector.windows import floor_to, window_at
 from tests.helpers import T0, TOKEN, invoke
@@ -203,7 +204,7 @@ def test_failing_windows_are_the_newest_few_per_target(engine: Engine) -> None:
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        got = target_status(engine, [ALPHA, TEAM, BETA], now=now, size=HOUR,
+        got = target_status(Store(engine), [ALPHA, TEAM, BETA], now=now, size=HOUR,
                             horizon=24 * HOUR, max_age=100 * HOUR, failing_limit=4)
     finally:
         event.remove(engine, "before_cursor_execute", record)

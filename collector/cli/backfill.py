@@ -103,7 +103,7 @@ def backfill(
     """
     from collector import backfill as bf
     from collector.assembly import open_collector, open_store
-    from collector.store import claim_owner, owner_alive
+    from collector.ledger import claim_owner, owner_alive
     from collector.targets import targets_from_config
 
     with errors_to_exit_codes():

@@ -6,8 +6,6 @@ import sys
 
 import click
 
-from collector import db as dbmod
-from collector.assembly import open_engine
 from collector.cli.support import EXIT_PARTIAL, Context, errors_to_exit_codes, pass_context
 from collector.errors import ConfigError
 
@@ -22,6 +20,9 @@ def db() -> None:
 @pass_context
 def db_upgrade(obj: Context, revision: str) -> None:
     """Create or upgrade the schema to the newest migration."""
+    from collector import db as dbmod
+    from collector.assembly import open_engine
+
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:
@@ -45,6 +46,9 @@ def db_upgrade(obj: Context, revision: str) -> None:
 @pass_context
 def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
     """Downgrade the schema to REVISION ("base" removes everything). Asks first, or --yes."""
+    from collector import db as dbmod
+    from collector.assembly import open_engine
+
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:
@@ -77,6 +81,9 @@ def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
 @pass_context
 def db_current(obj: Context) -> None:
     """Print the schema revision of the database and of this collector."""
+    from collector import db as dbmod
+    from collector.assembly import open_engine
+
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:

@@ -17,8 +17,8 @@ def run(obj: Context) -> None:
     """Run the daemon: poll every org on [schedule].interval until SIGTERM or SIGINT."""
     from collector.assembly import open_collector
     from collector.daemon import Daemon, sqlite_single_daemon
+    from collector.ledger import owner_alive
     from collector.prometheus import Metrics
-    from collector.store import owner_alive
 
     with errors_to_exit_codes():
         config = obj.config()

@@ -48,7 +48,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
             raise ConfigError(f"--max-age: {exc}") from None
         with open_store(config, writable=False) as store:  # a read-only replica will do
             rows = target_status(
-                store.engine,
+                store,
                 targets_from_config(config),
                 now=time.time(),
                 size=config.windows.size,

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from collector.sim.faults import Fault
-from collector.sim.http import HandlerBase, int_or_none, one
+from collector.sim.http import HandlerBase, int_or_none, one, segment_filters
 
 __all__ = ["ADMIN_PREFIX", "handle_admin"]
 
@@ -84,14 +84,4 @@ def _truth(h: HandlerBase) -> None:
     if org_id is None or after is None or before is None:
         h.problem(400, "org_id, time_after and time_before (integers) are required")
         return
-    h.send_json(
-        200,
-        sim.truth(
-            org_id,
-            after,
-            before,
-            user_ids=q.get("user_ids"),
-            service_user_ids=q.get("service_user_ids"),
-            playbook_id=one(q, "playbook_id"),
-        ),
-    )
+    h.send_json(200, sim.truth(org_id, after, before, **segment_filters(q)))

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from collector.sim.admin import ADMIN_PREFIX, handle_admin
 from collector.sim.faults import fault_status, perform
-from collector.sim.http import HandlerBase, int_or_none, one
+from collector.sim.http import HandlerBase, int_or_none, one, segment_filters
 
 __all__ = ["METRICS_PREFIX", "METRICS_SUFFIX", "Handler"]
 
@@ -135,14 +135,7 @@ class Handler(HandlerBase):
             fault = None
 
         def real_body() -> dict[str, Any]:
-            return sim.truth(
-                org_id,
-                after,
-                before,
-                user_ids=q.get("user_ids"),
-                service_user_ids=q.get("service_user_ids"),
-                playbook_id=one(q, "playbook_id"),
-            )
+            return sim.truth(org_id, after, before, **segment_filters(q))
 
         if fault is None:
             body = real_body()

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 from collector.sim.faults import abort_connection
@@ -22,13 +22,29 @@ from collector.sim.faults import abort_connection
 if TYPE_CHECKING:
     from collector.sim.server import Simulator
 
-__all__ = ["HandlerBase", "SimServer", "int_or_none", "one"]
+__all__ = ["HandlerBase", "SegmentFilters", "SimServer", "int_or_none", "one", "segment_filters"]
 
 
 def one(q: Mapping[str, list[str]], key: str) -> str | None:
     """The last value of ``key`` in a ``parse_qs`` result, or None."""
     values = q.get(key)
     return values[-1] if values else None
+
+
+class SegmentFilters(TypedDict):
+    user_ids: list[str] | None
+    service_user_ids: list[str] | None
+    playbook_id: str | None
+
+
+def segment_filters(q: Mapping[str, list[str]]) -> SegmentFilters:
+    """The segment filters of a metrics query (a ``parse_qs`` result), as
+    :meth:`Simulator.truth` takes them."""
+    return {
+        "user_ids": q.get("user_ids"),
+        "service_user_ids": q.get("service_user_ids"),
+        "playbook_id": one(q, "playbook_id"),
+    }
 
 
 def int_or_none(value: str | None) -> int | None:
