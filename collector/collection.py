@@ -170,20 +170,36 @@ def run_collection(
     source = _until(
         iter(work), deadline, lambda: halted.is_set() or (stop is not None and stop())
     )
-    source_lock = threading.Lock()
+    # A feeder thread walks the plan (its ledger reads and claims included) a little ahead
+    # of the workers, so no worker waits on the database for its next pair.
+    pairs: queue.Queue[Work | None] = queue.Queue(maxsize=2 * concurrency)
+    finished = threading.Event()
     outcomes: queue.Queue[Outcome | None] = queue.Queue(maxsize=batch_size * 4)
     crashed: list[BaseException] = []
 
+    def feeder() -> None:
+        try:
+            for item in source:
+                while not _offer(pairs, item, finished):
+                    if finished.is_set():
+                        return
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
+            crashed.append(exc)
+            halted.set()
+        finally:
+            for _ in range(concurrency):
+                _offer(pairs, None, finished, block=True)
+
     def worker() -> None:
         try:
-            while True:
-                with source_lock:
-                    item = next(source, None)
-                if item is None:
-                    return
+            while (item := pairs.get()) is not None:
+                if halted.is_set() or (stop is not None and stop()):
+                    continue  # taken from the plan, not started: it stays due
                 outcomes.put(fetch(*item))
         except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
             crashed.append(exc)
+            halted.set()
+            finished.set()
         finally:
             outcomes.put(None)
 
@@ -191,6 +207,8 @@ def run_collection(
         threading.Thread(target=worker, name=f"fetch-{i}", daemon=True)
         for i in range(concurrency)
     ]
+    plan_thread = threading.Thread(target=feeder, name="plan", daemon=True)
+    plan_thread.start()
     for thread in workers:
         thread.start()
     running = len(workers)
@@ -212,12 +230,30 @@ def run_collection(
             while running:
                 if outcomes.get() is None:
                     running -= 1
+        finished.set()
     for thread in workers:
         thread.join()
+    plan_thread.join()
     report.finished = time.monotonic()
     if crashed:
         raise crashed[0]
     return report
+
+
+def _offer(
+    pairs: queue.Queue[Work | None], item: Work | None, finished: threading.Event,
+    *, block: bool = False,
+) -> bool:
+    """Put `item` on `pairs`, waiting at most a moment (or, with `block`, until there is
+    room or the run is `finished`). Returns whether it was put."""
+    while True:
+        try:
+            pairs.put(item, timeout=0.1)
+        except queue.Full:
+            if not block or finished.is_set():
+                return False
+        else:
+            return True
 
 
 def _until(

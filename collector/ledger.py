@@ -27,7 +27,9 @@ def due_clause(*, now: float, cutoff: float, interval: int) -> ColumnElement[boo
     if interval > 0:
         open_and_old = and_(
             c.window_end > to_datetime(int(now)),
-            c.last_fetched_at <= to_datetime(math.floor(cutoff - interval)),
+            # fetch times are stored in whole seconds, rounded down: a second of margin
+            # keeps this rule from ever making a window due sooner than its interval
+            c.last_fetched_at <= to_datetime(math.floor(cutoff - interval) - 1),
         )
         came = or_(came, open_and_old)
     return and_(c.settled == false(), came)

@@ -45,7 +45,7 @@ _SQLITE_DATETIME = sqlite.DATETIME(  # type: ignore[no-untyped-call]
 )
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=4096)
 def sqlite_timestamp(value: datetime) -> str:
     """An aware datetime as SQLite stores it: UTC text, ``YYYY-MM-DD HH:MM:SS``."""
     if value.tzinfo is None:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from collector.db import describe_error, reading
@@ -151,47 +150,36 @@ class Store:
 
         A window is claimed when its ledger row is new, or is due by `cutoff` (`due_clause`;
         with `force`, settled or not) and not claimed by anyone else (or their claim has
-        expired). The check and the claim are one statement, so of several processes asking
-        at once exactly one gets each window. Saving the window's outcome ends the claim.
+        expired). In one transaction: existing rows that qualify are claimed (one UPDATE
+        whose WHERE is the check), rows never seen are created already claimed (``INSERT …
+        ON CONFLICT DO NOTHING``), and the rows `owner` now holds are read back, so of
+        several processes asking at once exactly one gets each window. Saving the window's
+        outcome ends the claim.
         """
         if not windows:
             return set()
         c = LEDGER.c
         expires = to_datetime(int(now + lease))
-        rows = [
-            {
-                "source": target.source.name,
-                "org_id": target.org_id,
-                "segment": target.segment,
-                "window_start": to_datetime(w.start),
-                "window_end": to_datetime(w.end),
-                "fetch_count": 0,
-                "failure_count": 0,
-                "next_due_at": to_datetime(int(now)),
-                "settled": False,
-                "lease_owner": owner,
-                "lease_expires_at": expires,
-            }
-            for w in windows
-        ]
-        insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
+        starts = [to_datetime(w.start) for w in windows]
         condition = free_clause(now)
         if not force:
             condition = and_(due_clause(now=now, cutoff=cutoff, interval=interval), condition)
-        claimed: set[int] = set()
+        mine = (*of(target), c.window_start.in_(starts))
         try:
             with self._transaction() as conn:
-                for chunk in range(0, len(rows), 500):
-                    values = insert(LEDGER).values(rows[chunk : chunk + 500])
-                    stmt = values.on_conflict_do_update(
-                        index_elements=[c.source, c.org_id, c.segment, c.window_start],
-                        set_={"lease_owner": owner, "lease_expires_at": expires},
-                        where=condition,
-                    ).returning(c.window_start)
-                    claimed.update(to_timestamp(start) for (start,) in conn.execute(stmt))
+                conn.execute(
+                    update(LEDGER)
+                    .where(*mine, condition)
+                    .values(lease_owner=owner, lease_expires_at=expires)
+                )
+                conn.exec_driver_sql(
+                    self._writer.ledger_new,
+                    self._writer.ledger_new_rows(target, windows, now, owner, expires),
+                )
+                held = conn.execute(select(c.window_start).where(*mine, c.lease_owner == owner))
+                return {to_timestamp(start) for (start,) in held}
         except SQLAlchemyError as exc:
             raise StorageError(f"could not claim windows: {describe_error(exc)}") from None
-        return claimed
 
     def not_due_starts(
         self,

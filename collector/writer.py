@@ -21,7 +21,8 @@ from sqlalchemy import Table
 from collector.outcomes import Collected, Failed
 from collector.schema import Base, LedgerEntry, MetricWindow, sqlite_timestamp
 from collector.sources import Source
-from collector.windows import to_datetime
+from collector.targets import Target
+from collector.windows import Window, to_datetime
 
 WINDOWS: Table = MetricWindow.__table__  # type: ignore[assignment]
 LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
@@ -94,6 +95,11 @@ class Writer:
             next_due_at=unless_superseded("next_due_at", "excluded.next_due_at"),
             settled="collection_ledger.settled",
             **release,
+        )
+
+        # Rows of windows never seen, created already claimed (see `Store.claim`).
+        self.ledger_new = (
+            f"{self._insert(LEDGER)} ON CONFLICT ({', '.join(LEDGER_KEY)}) DO NOTHING"
         )
 
     def statements(self, source: Source) -> SourceStatements:
@@ -214,6 +220,18 @@ class Writer:
                 owner,
             )
             for item in items
+        ]
+
+    def ledger_new_rows(
+        self, target: Target, windows: Sequence[Window], now: float, owner: str,
+        expires: datetime,
+    ) -> list[Row]:
+        due, until = self._ts(to_datetime(int(now))), self._ts(expires)
+        key = (target.source.name, target.org_id, target.segment)
+        return [
+            (*key, self._ts(to_datetime(w.start)), self._ts(to_datetime(w.end)),
+             None, None, 0, 0, None, None, due, False, owner, until)
+            for w in windows
         ]
 
     def _due(self, ts: int | None) -> Any:
