@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import zip_longest
 
 from collector.collection import Work
 from collector.store import Store
@@ -109,7 +110,8 @@ def plan(
     force: bool = False,
     on_skip: Callable[[int], None] | None = None,
 ) -> Iterator[Work]:
-    """The (target, window) pairs still to fetch, a day of windows at a time.
+    """The (target, window) pairs still to fetch, a day of windows at a time, targets taking
+    turns window by window.
 
     A window is skipped when the ledger does not hold it as due (the daemon's rule,
     `due_clause`: settled, or collected and not yet due again) or another process holds
@@ -118,24 +120,42 @@ def plan(
     chunk = max(span.size, DAY)
     for start in range(span.since, span.until, chunk):
         end = min(start + chunk, span.until)
-        for target in targets:
-            windows = list(windows_between(start, end, span.size))
-            now = clock()
-            if claims is not None:
-                taken = store.claim(
-                    target, windows, owner=claims.owner, now=now, cutoff=now,
-                    lease=claims.lease, interval=interval, force=force,
-                )
-            else:
-                skipped = store.not_due_starts(
-                    target, start, end, now=now, cutoff=now, interval=interval, force=force
-                )
-                taken = {w.start for w in windows} - skipped
-            if len(taken) < len(windows) and on_skip is not None:
-                on_skip(len(windows) - len(taken))
-            for window in windows:
-                if window.start in taken:
-                    yield target, window
+        lists = [_day(store, target, start, end, span.size, clock=clock, interval=interval,
+                      claims=claims, force=force, on_skip=on_skip) for target in targets]
+        # targets take turns window by window, so every token has work at every moment
+        for pairs in zip_longest(*lists):
+            yield from (pair for pair in pairs if pair is not None)
+
+
+def _day(
+    store: Store,
+    target: Target,
+    start: int,
+    end: int,
+    size: int,
+    *,
+    clock: Clock,
+    interval: int,
+    claims: Claims | None,
+    force: bool,
+    on_skip: Callable[[int], None] | None,
+) -> list[Work]:
+    """The pairs of `target` in ``[start, end)`` still to fetch, claimed with `claims`."""
+    windows = list(windows_between(start, end, size))
+    now = clock()
+    if claims is not None:
+        taken = store.claim(
+            target, windows, owner=claims.owner, now=now, cutoff=now,
+            lease=claims.lease, interval=interval, force=force,
+        )
+    else:
+        skipped = store.not_due_starts(
+            target, start, end, now=now, cutoff=now, interval=interval, force=force
+        )
+        taken = {w.start for w in windows} - skipped
+    if len(taken) < len(windows) and on_skip is not None:
+        on_skip(len(windows) - len(taken))
+    return [(target, window) for window in windows if window.start in taken]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +174,11 @@ def estimate(
     interval: int,
     force: bool,
     tokens: Mapping[str, str],
-    rate_limit: float,
+    rates: Mapping[str, float],
 ) -> Estimate:
     """How many windows the range holds, how many requests the backfill would make, and how
-    long they take at the client-side rate limit. Each token has its own limit: `tokens`
-    maps org ids to what identifies their token (orgs sharing a token share its limit)."""
+    long they take at each token's rate. `tokens` maps org ids to what identifies their
+    token (orgs sharing a token share its limit), `rates` those to requests per second."""
     per_token: dict[str, int] = {}
     requests = 0
     work = plan(
@@ -168,5 +188,5 @@ def estimate(
         requests += 1
         key = tokens.get(target.org_id, "")
         per_token[key] = per_token.get(key, 0) + 1
-    seconds = max((n / rate_limit for n in per_token.values()), default=0.0)
+    seconds = max((n / rates.get(key, 1.0) for key, n in per_token.items()), default=0.0)
     return Estimate(span.windows_per_target * len(targets), requests, math.ceil(seconds))

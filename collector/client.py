@@ -32,8 +32,21 @@ from collector.errors import (
 )
 from collector.payload import Fetched, parse_body
 from collector.targets import Target
-from collector.throttle import Clock, RateLimiter, RetryPolicy, Sleep, parse_retry_after
+from collector.throttle import (
+    AdaptiveRate,
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    Sleep,
+    parse_retry_after,
+)
 from collector.windows import Window
+
+#: Where a token's learned rate starts when `[api].rate_limit` is "auto" (requests/s).
+AUTO_START = 5.0
+
+#: How many 429 answers one window may wait out on top of `[api].max_attempts`.
+LIMITED_RETRIES = 50
 
 #: Called once per HTTP attempt with the org id, the source's name and an outcome label
 #: ("200", "429", "timeout", "network", ...); the daemon's metrics hang off it.
@@ -43,12 +56,19 @@ AttemptHook = Callable[[str, str, str], None]
 class Credentials:
     """Tokens by org id. Its repr and str name how many, never which."""
 
-    __slots__ = ("_by_org", "_ids")
+    __slots__ = ("_by_org", "_ids", "_labels")
 
-    def __init__(self, by_org: Mapping[str, str]) -> None:
+    def __init__(
+        self, by_org: Mapping[str, str], labels: Mapping[str, str] | None = None
+    ) -> None:
+        """`by_org` maps org ids to tokens; `labels`, org ids to what to call their token
+        in output (the name of its environment variable), never the token itself."""
         self._by_org = dict(by_org)
         numbers: dict[str, int] = {}
         self._ids = {org: numbers.setdefault(t, len(numbers)) for org, t in self._by_org.items()}
+        self._labels: dict[int, str] = {}
+        for org, token_id in self._ids.items():
+            self._labels.setdefault(token_id, (labels or {}).get(org, f"token {token_id + 1}"))
 
     def __repr__(self) -> str:
         return f"Credentials(<{len(set(self._ids.values()))} token(s) hidden>)"
@@ -68,6 +88,9 @@ class Credentials:
     def token_ids(self) -> set[int]:
         return set(self._ids.values())
 
+    def label(self, token_id: int) -> str:
+        return self._labels[token_id]
+
     def scrub(self, text: str) -> str:
         for token in self._by_org.values():
             if token:
@@ -84,7 +107,7 @@ class DevinClient:
         credentials: Credentials,
         *,
         policy: RetryPolicy | None = None,
-        rate_limit: float = 5.0,
+        rate_limit: float | None = None,
         concurrency: int = 4,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -99,8 +122,17 @@ class DevinClient:
         self._sleep = sleep
         self._on_attempt = on_attempt
         self._slots = threading.BoundedSemaphore(concurrency)
+        # One limiter per token, shared by every request on it: what one worker learns
+        # (a 429, a rate that works) paces all of them.
         self._limiters = {
-            token_id: RateLimiter(rate_limit, clock=monotonic, sleep=sleep)
+            token_id: RateLimiter(
+                rate_limit or AUTO_START,
+                clock=monotonic,
+                sleep=sleep,
+                adaptive=AdaptiveRate(
+                    start=rate_limit or AUTO_START, ceiling=rate_limit, clock=monotonic
+                ),
+            )
             for token_id in credentials.token_ids()
         }
 
@@ -127,13 +159,19 @@ class DevinClient:
         """
         token = self._credentials.token(target.org_id)
         limiter = self._limiters[self._credentials.token_id(target.org_id)]
-        attempt = 0
+        attempt = waited = 0
         while True:
             attempt += 1
-            self._wait_for_limiter(limiter, attempt, deadline)
+            sent_at = self._wait_for_limiter(limiter, attempt, deadline)
             try:
-                return self._attempt(target, window, token, attempt)
+                fetched = self._attempt(target, window, token, attempt)
             except TransientApiError as exc:
+                if exc.status == 429:
+                    # pacing, not failure: the limiter slows the token down, and the wait
+                    # does not use up the window's attempts (within a generous bound)
+                    limiter.limited(sent_at)
+                    if waited < LIMITED_RETRIES:
+                        waited += 1
                 retry_after = exc.retry_after
                 if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
@@ -145,7 +183,7 @@ class DevinClient:
                         status=exc.status,
                         retry_after=retry_after,
                     ) from None
-                if attempt >= self._policy.max_attempts:
+                if attempt - waited >= self._policy.max_attempts:
                     exc.attempts = attempt
                     raise
                 delay = self._policy.delay(attempt, retry_after)
@@ -158,15 +196,18 @@ class DevinClient:
                     exc.attempts = attempt
                     raise
                 self._sleep(delay)
+            else:
+                limiter.success()
+                return fetched
 
     def _wait_for_limiter(
         self, limiter: RateLimiter, attempt: int, deadline: float | None
-    ) -> None:
+    ) -> float:
         blocked = limiter.blocked_for()
         if blocked > self._policy.retry_after_cap:
             raise DeferredError(
-                f"the API asked this token to wait another {blocked:.0f}s, longer than "
-                "retry_after_cap",
+                f"this token may send again only in {blocked:.0f}s (a Retry-After, or the rate "
+                "it learned from 429s), longer than retry_after_cap",
                 attempts=attempt - 1,
             )
         if deadline is not None and self._monotonic() + blocked > deadline:
@@ -174,7 +215,18 @@ class DevinClient:
                 "the run's deadline comes before the rate limit allows another request",
                 attempts=attempt - 1,
             )
-        limiter.acquire()
+        return limiter.acquire()
+
+    def rates(self, *, learned_only: bool = False) -> dict[str, float]:
+        """The rate each token runs at now, by the name of its environment variable (what
+        status, dry runs and Prometheus show). With `learned_only`, only the tokens whose
+        limit the API has shown (a 429): a token that was never pushed has learned nothing."""
+        return {
+            self._credentials.label(token_id): limiter.rate
+            for token_id, limiter in self._limiters.items()
+            if not learned_only
+            or (limiter.adaptive is not None and limiter.adaptive.failed_at is not None)
+        }
 
     def _attempt(self, target: Target, window: Window, token: str, attempt: int) -> Fetched:
         source = target.source
@@ -330,7 +382,7 @@ def make_client(
             backoff_max=api.backoff_max,
             retry_after_cap=api.retry_after_cap,
         ),
-        rate_limit=api.rate_limit,
+        rate_limit=None if api.rate_limit == "auto" else api.rate_limit,
         concurrency=concurrency or api.concurrency,
         on_attempt=on_attempt,
     )

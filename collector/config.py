@@ -11,11 +11,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -36,6 +37,7 @@ from collector.config_fields import (
     is_loopback,
 )
 from collector.config_fields import interval as interval_seconds
+from collector.config_fields import rate_limit as rate_limit_value
 from collector.errors import ConfigError
 from collector.windows import DAY, format_duration
 
@@ -60,7 +62,8 @@ class ApiConfig(_Section):
     token_env: EnvName = "DEVIN_API_TOKEN"  # noqa: S105 (a variable's name, not a secret)
     timeout: Seconds = 30
     connect_timeout: Seconds = 10
-    rate_limit: float = Field(default=5.0, gt=0, description="requests per second per token")
+    #: "auto": each token's rate is learned from the API's answers; a number caps it.
+    rate_limit: Annotated[float | Literal["auto"], BeforeValidator(rate_limit_value)] = "auto"
     concurrency: int = Field(default=4, ge=1, le=256)
     max_attempts: int = Field(default=5, ge=1, le=50)
     backoff_base: float = Field(default=0.5, gt=0, description="seconds before the 1st retry")

@@ -102,6 +102,18 @@ SecondsOrZero = Annotated[int, BeforeValidator(lambda v: seconds(v, allow_zero=T
 EnvName = Annotated[str, AfterValidator(env_name)]
 
 
+def rate_limit(value: object) -> float | str:
+    """``"auto"``, or a ceiling in requests per second above zero."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(
+        'write "auto" (learned from the API\'s answers) or a number of requests per second '
+        "above 0, like 20"
+    )
+
+
 #: A duration between runs: at least a second.
 Interval = Annotated[int, BeforeValidator(interval)]
 #: A window size that divides a day, in seconds.

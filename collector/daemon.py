@@ -207,6 +207,9 @@ class Daemon:
         finally:
             try:
                 self.store.release(owner)
+                self.store.save_rates(
+                    self.collector.client.rates(learned_only=True), self.clock()
+                )
             except StorageError as exc:
                 log.warning("%s; they expire by themselves within %ss", exc, self.lease)
         # What was due here and not done is deferred: not reached before the deadline, held
@@ -240,6 +243,8 @@ class Daemon:
             )
         if metrics:
             metrics.run_duration.labels(org_id).observe(report.duration)
+            for label, rate in self.collector.client.rates().items():
+                metrics.rate.labels(label).set(rate)
             for source, count in deferred.items():
                 metrics.deferred(org_id, source, count)
         return report

@@ -42,6 +42,13 @@ class Metrics:
             ["org_id", "source"],
             registry=self.registry,
         )
+        self.rate = Gauge(
+            "collector_rate_limit_requests_per_second",
+            "The rate each token runs at: learned from the API's answers, or the configured "
+            "[api].rate_limit (by the name of the token's environment variable)",
+            ["token_env"],
+            registry=self.registry,
+        )
         self.run_duration = Histogram(
             "collector_run_duration_seconds",
             "Duration of one run for one org",

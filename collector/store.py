@@ -7,8 +7,9 @@ again replaces its values (an upsert), so re-collecting never duplicates anythin
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    delete,
     not_,
     or_,
     select,
@@ -39,6 +41,7 @@ __all__ = ["LEDGER", "Store"]
 
 SETTINGS: Table = Setting.__table__  # type: ignore[assignment]
 WINDOW_SECONDS = "window_seconds"
+RATE_PREFIX = "learned_rate:"
 
 
 class Store:
@@ -179,7 +182,10 @@ class Store:
                 held = conn.execute(select(c.window_start).where(*mine, c.lease_owner == owner))
                 return {to_timestamp(start) for (start,) in held}
         except SQLAlchemyError as exc:
-            raise StorageError(f"could not claim windows: {describe_error(exc)}") from None
+            raise StorageError(
+                f"could not claim windows: {describe_error(exc)}; nothing was fetched for "
+                "them, and they stay due"
+            ) from None
 
     def not_due_starts(
         self,
@@ -255,6 +261,38 @@ class Store:
         if row is not None and to_timestamp(row[1]) - to_timestamp(row[0]) != size:
             return to_timestamp(row[1]) - to_timestamp(row[0])
         return None
+
+    def save_rates(self, rates: Mapping[str, float], at: float) -> None:
+        """Remember the rate each token ran at (by its variable's name, never the token),
+        for dry-run estimates and `status` in other processes."""
+        if not rates:
+            return
+        s = SETTINGS.c
+        try:
+            with self._transaction() as conn:
+                for label, rate in rates.items():
+                    key = f"{RATE_PREFIX}{label}"
+                    value = json.dumps({"rate": round(rate, 3), "at": int(at)})
+                    conn.execute(delete(SETTINGS).where(s.key == key))
+                    conn.execute(SETTINGS.insert().values(key=key, value=value))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not save the learned rates: {describe_error(exc)}") from None
+
+    def learned_rates(self) -> dict[str, tuple[float, int]]:
+        """The rates `save_rates` remembered: variable name -> (requests/s, when)."""
+        s = SETTINGS.c
+        try:
+            with reading(self.engine) as conn:
+                rows = conn.execute(
+                    select(s.key, s.value).where(s.key.startswith(RATE_PREFIX))
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the learned rates: {describe_error(exc)}") from None
+        result = {}
+        for key, value in rows:
+            data = json.loads(value)
+            result[key.removeprefix(RATE_PREFIX)] = (float(data["rate"]), int(data["at"]))
+        return result
 
     def status_rows(
         self, *, since: int, current_start: int, failing_limit: int

@@ -20,7 +20,8 @@ from collector.cli.support import (
     pass_context,
     print_report,
 )
-from collector.errors import ConfigError
+from collector.client import AUTO_START
+from collector.errors import ConfigError, StorageError
 from collector.windows import DAY, format_duration
 
 if TYPE_CHECKING:
@@ -132,17 +133,20 @@ def backfill(
         interval = config.schedule.interval
         if dry_run:
             with open_store(config, writable=False) as store:
+                keys = _token_keys(config, obj.env)
+                rates, how = _rates(config, store.learned_rates())
                 est = bf.estimate(
                     store, targets, span, now=now, interval=interval, force=force,
-                    tokens=_token_keys(config, obj.env),
-                    rate_limit=config.api.rate_limit,
+                    tokens=keys, rates={keys[org]: rate for org, rate in rates.items()},
                 )
+            used = sorted({rates[t.org_id] for t in targets}) or [AUTO_START]
+            speed = f"{used[0]:g}" if len(used) == 1 else f"{used[0]:g}-{used[-1]:g}"
             click.echo(
                 f"{len(targets)} target(s) x {span.windows_per_target} windows = "
                 f"{est.windows} windows; {est.windows - est.requests} already done; "
                 f"{est.requests} request(s) to make, about "
                 f"{format_duration(int(est.seconds)) if est.seconds else '0s'} at "
-                f"{config.api.rate_limit:g} request(s)/s per token"
+                f"{speed} request(s)/s per token ({how})"
             )
             sys.exit(EXIT_OK)
         workers = concurrency or config.api.concurrency
@@ -150,7 +154,8 @@ def backfill(
         with open_collector(config, obj.env, org_ids=org_ids, concurrency=workers) as collector:
             store = collector.store
             store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
-            claims = bf.Claims(claim_owner("backfill"), _lease(config, size))
+            # a day of every target is claimed at once: the lease covers them all
+            claims = bf.Claims(claim_owner("backfill"), _lease(config, size) * len(targets))
             reporter = Reporter(
                 span.windows_per_target * len(targets), interactive=sys.stderr.isatty()
             )
@@ -164,7 +169,11 @@ def backfill(
                 )
             finally:
                 reporter.close()
-                store.release(claims.owner)
+                try:
+                    store.release(claims.owner)
+                    store.save_rates(collector.client.rates(learned_only=True), time.time())
+                except StorageError as exc:  # the run's own outcome is what to report
+                    log.warning("%s; the claims expire by themselves", exc)
     print_report(report, "backfill")
     if not report.complete:
         click.echo("Run the same command again to resume: it fetches only what is missing.",
@@ -182,11 +191,38 @@ def _token_keys(config: Config, env: Mapping[str, str]) -> dict[str, str]:
     return keys
 
 
+def _rates(
+    config: Config, learned: Mapping[str, tuple[float, int]]
+) -> tuple[dict[str, float], str]:
+    """Per org, the rate its token is expected to run at, and where that figure comes from:
+    the configured `[api].rate_limit`, what the last run learned (capped by it), or the
+    rate a new token starts at."""
+    ceiling = None if config.api.rate_limit == "auto" else config.api.rate_limit
+    rates, whens = {}, []
+    for org in config.orgs:
+        found = learned.get(f"${config.token_env_for(org)}")
+        if found is not None:
+            rate = found[0] if ceiling is None else min(found[0], ceiling)
+            whens.append(found[1])
+        else:
+            rate = ceiling or AUTO_START
+        rates[org.id] = rate
+    if whens:
+        how = f"learned by the last run, {_when(max(whens))}"
+    elif ceiling is not None:
+        how = "[api].rate_limit"
+    else:
+        how = (f"not learned yet: a new token starts at {AUTO_START:g}/s and speeds up as "
+               "far as the API allows, so the backfill is likely faster")
+    return rates, how
+
+
 def _lease(config: Config, size: int) -> float:
-    """How long a backfill's claim holds: a day of windows at the rate limit, then the
-    requests in flight (a read timeout each, twice for a retry)."""
+    """How long a backfill's claim holds: a day of windows at the slowest rate a token may
+    run at, then the requests in flight (a read timeout each, twice for a retry)."""
     day = max(size, DAY) // size
-    return day / config.api.rate_limit + 2 * config.api.timeout + 60
+    slowest = AUTO_START if config.api.rate_limit == "auto" else config.api.rate_limit
+    return day / min(slowest, AUTO_START) + 2 * config.api.timeout + 60
 
 
 def _when(ts: int) -> str:

@@ -35,6 +35,10 @@ from collector.cli.support import Context, errors_to_exit_codes, pass_context
 )
 @click.option("--latency", type=float, default=0.0, help="Seconds added to every request.")
 @click.option("--rate-limit", type=float, default=None, help="Requests per second per token.")
+@click.option(
+    "--burst", type=float, default=None,
+    help="Requests a token may send at once under --rate-limit (default: the rate).",
+)
 @click.option("--sessions-per-hour", type=float, default=6.0, show_default=True)
 @pass_context
 def simulate(
@@ -46,6 +50,7 @@ def simulate(
     tokens: tuple[str, ...],
     latency: float,
     rate_limit: float | None,
+    burst: float | None,
     sessions_per_hour: float,
 ) -> None:
     """Serve a local simulator of the session-metrics endpoint (synthetic, seeded data).
@@ -75,6 +80,7 @@ def simulate(
             tokens={t: TokenGrant(None) for t in accepted},
             latency=latency,
             rate_limit=rate_limit,
+            burst=burst,
             token_envs=token_envs,
             orgs_from=source,
         )

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,7 @@ from collector.errors import ConfigError
 from collector.windows import format_duration, parse_duration
 
 if TYPE_CHECKING:
+    from collector.config import Config
     from collector.status import TargetStatus
 
 
@@ -55,8 +56,10 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 horizon=config.schedule.catchup_horizon,
                 max_age=limit,
             )
+            learned = store.learned_rates()
+    rates = {org.id: learned.get(f"${config.token_env_for(org)}") for org in config.orgs}
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        click.echo(json.dumps([_with_rate(r.as_dict(), config, rates) for r in rows], indent=2))
     else:
         for r in rows:
             newest = _when(r.newest_window)
@@ -78,12 +81,26 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 f"{missing} window(s) inside the catch-up horizon were never collected; "
                 f"fetch them with: collector backfill --since {iso(since)}"
             )
+        for name, (rate, at) in sorted(learned.items()):
+            click.echo(f"rate of {name}: {rate:g} request(s)/s, learned {_when(at)}")
     sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
+
+
+def _with_rate(
+    row: dict[str, Any], config: Config, rates: dict[str, tuple[float, int] | None]
+) -> dict[str, Any]:
+    """The status row, with the rate its token was last seen to run at (or null)."""
+    found = rates.get(row["org_id"])
+    row["token_rate"] = None if found is None else {
+        "token_env": f"${config.token_env_for(config.org(row['org_id']))}",
+        "requests_per_second": found[0],
+        "learned_at": datetime.fromtimestamp(found[1], UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return row
 
 
 def _when(ts: int | None) -> str:
     return "none" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
-
 
 
 def _name(status: TargetStatus) -> str:

@@ -1,0 +1,111 @@
+"""How fast a backfill runs against an API whose rate limit it is not told, each figure a
+ratio of one run.
+
+    .venv/bin/python bench/rate_limit.py [--rates 2 20 100] [--seconds 60]
+
+The simulator (its own process) limits each token to R requests per second with a token
+bucket of burst 1 and answers 429 with Retry-After beyond it; the collector runs with the
+default configuration (`[api].rate_limit = "auto"`): 3 orgs on 2 tokens, 5 ms of latency,
+concurrency 16. For each R, a backfill sized to take about `--seconds` at R runs as a real
+command; printed: the 200 answers per token per second over the whole run (start-up
+included) against R, and the share of answers that were 429.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from backfill import SINCE, backfill, bare_loop, server, simulator
+
+TOKENS = ("cog_bench_token_one", "cog_bench_token_two")
+ORGS = (("org-one", "TOKEN_ONE"), ("org-two", "TOKEN_ONE"), ("org-three", "TOKEN_TWO"))
+
+
+def run(rate: float, seconds: float, tmp: Path) -> dict[str, float]:
+    # per token: windows so that the busier token (two orgs) needs `seconds` at R
+    windows_per_org = max(24, int(rate * seconds / 2))
+    cmd = [sys.executable, "-m", "collector", "simulate", "--port", "0", "--latency", "0.005",
+           "--rate-limit", str(rate), "--burst", "1"]
+    for org, _ in ORGS:
+        cmd += ["--org", org]
+    for token in TOKENS:
+        cmd += ["--token", token]
+    with server(cmd) as url:
+        db = tmp / f"r{rate}.db"
+        config = tmp / f"r{rate}.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{db}"\n[api]\nbase_url = "{url}"\nconcurrency = 16\n'
+            '[windows]\nsize = "5m"\n'
+            + "".join(f'[[orgs]]\nid = "{org}"\ntoken_env = "{env}"\n' for org, env in ORGS)
+        )
+        env = {**os.environ, "TOKEN_ONE": TOKENS[0], "TOKEN_TWO": TOKENS[1]}
+        cli = [sys.executable, "-m", "collector", "--config", str(config)]
+        subprocess.run([*cli, "db", "upgrade"], check=True, env=env, capture_output=True)
+        until = SINCE + windows_per_org * 300
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*cli, "backfill", "--since", _iso(SINCE), "--until", _iso(until)],
+            env=env, capture_output=True, text=True, check=False,
+        )
+        wall = time.perf_counter() - started
+        requests = httpx.get(f"{url}/_sim/stats").json()["requests"]
+    by_status = Counter(r["status"] for r in requests)
+    ok_one = sum(1 for r in requests if r["status"] == 200 and r["org_id"] != "org-three")
+    return {
+        "rate_limit": rate,
+        "exit_code": done.returncode,
+        "windows": windows_per_org * len(ORGS),
+        "seconds": round(wall, 2),
+        "answers": len(requests),
+        "429": by_status[429],
+        "share_429": by_status[429] / max(1, len(requests)),
+        # the busier token (two orgs): its 200 answers per second over the whole run
+        "per_token_rate": ok_one / wall,
+        "ratio": ok_one / wall / rate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[2.0, 20.0, 100.0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in args.rates:
+            result = run(rate, args.seconds, Path(tmp))
+            results.append(result)
+            print(
+                f"R = {rate:g}/s per token: exit {result['exit_code']:g}, "
+                f"{result['per_token_rate']:.1f} answers/s on the busier token = "
+                f"{100 * result['ratio']:.1f}% of R over {result['seconds']}s; "
+                f"{result['429']:g} of {result['answers']:g} answers were 429 "
+                f"({100 * result['share_429']:.1f}%)",
+                flush=True,
+            )
+        # no server limit: the learned rate must not hold a fast API back
+        with simulator("--latency", "0.05") as url:
+            _, collected, duration = backfill(url, Path(tmp), 3200, "5m", 16, '"auto"')
+            bare = bare_loop(url, 3200, 16)
+        bare_rate = 3200 / float(bare.stdout.split(" in ")[1].rstrip("s\n"))
+        print(f"no server limit, 50 ms latency, concurrency 16: {collected / duration:.1f} "
+              f"windows/s with rate_limit = \"auto\"; a bare httpx loop {bare_rate:.1f}/s; "
+              f"collector / bare = {100 * collected / duration / bare_rate:.1f}%", flush=True)
+    print(json.dumps(results, indent=2))
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+if __name__ == "__main__":
+    main()
