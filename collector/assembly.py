@@ -92,7 +92,7 @@ def credentials(
     orgs = [o for o in config.orgs if not org_ids or o.id in org_ids]
     tokens = {org.id: resolve_token(config, org, env) for org in orgs}
     register_secrets(*tokens.values())
-    return Credentials(tokens, {org.id: f"${config.token_env_for(org)}" for org in orgs})
+    return Credentials(tokens, {org.id: config.token_label(org) for org in orgs})
 
 
 @contextmanager

@@ -124,14 +124,13 @@ class DevinClient:
         self._slots = threading.BoundedSemaphore(concurrency)
         # One limiter per token, shared by every request on it: what one worker learns
         # (a 429, a rate that works) paces all of them.
+        start = rate_limit or AUTO_START
         self._limiters = {
             token_id: RateLimiter(
-                rate_limit or AUTO_START,
+                start,
                 clock=monotonic,
                 sleep=sleep,
-                adaptive=AdaptiveRate(
-                    start=rate_limit or AUTO_START, ceiling=rate_limit, clock=monotonic
-                ),
+                adaptive=AdaptiveRate(start=start, ceiling=rate_limit, clock=monotonic),
             )
             for token_id in credentials.token_ids()
         }
@@ -262,15 +261,13 @@ class DevinClient:
                 source.model, response.content, org_id=target.org_id, what=source.name
             )
             return Fetched(metrics, text, self._clock(), attempt)
-        raise self._status_error(target, window, response)
+        raise self._status_error(target, response)
 
     def _note(self, target: Target, outcome: str) -> None:
         if self._on_attempt is not None:
             self._on_attempt(target.org_id, target.source.name, outcome)
 
-    def _status_error(
-        self, target: Target, window: Window, response: httpx.Response
-    ) -> ApiError:
+    def _status_error(self, target: Target, response: httpx.Response) -> ApiError:
         status = response.status_code
         # scrubbed whole, before it is shortened: a cut token would no longer match
         detail = _problem_detail(self._credentials.scrub(response.text))

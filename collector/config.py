@@ -246,6 +246,11 @@ class Config(_Section):
     def token_env_for(self, org: OrgConfig) -> str:
         return org.token_env or self.api.token_env
 
+    def token_label(self, org: OrgConfig) -> str:
+        """What output calls the org's token: its variable's name (``$DEVIN_API_TOKEN``),
+        never its value."""
+        return f"${self.token_env_for(org)}"
+
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
     """Where the configuration is read from: the flag, else $COLLECTOR_CONFIG, else ./."""

@@ -78,7 +78,8 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
         _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
         _say(
             console,
-            f"Collecting {len(work)} hourly windows ({days} days, {len(DEMO_ORGS)} orgs "
+            f"Collecting {len(work)} hourly windows ({days} day{'s' if days > 1 else ''}, "
+            f"{len(DEMO_ORGS)} orgs "
             "and one segment) into",
         )
         _say(console, f"  {database}")

@@ -326,12 +326,11 @@ class Store:
             self.release(owner)
         return len(gone)
 
-    def release(self, owner: str | None) -> None:
-        """End every claim `owner` still holds (windows it claimed but did not reach); with
-        None, every claim of anyone (for a daemon that knows it is the only one)."""
+    def release(self, owner: str) -> None:
+        """End every claim `owner` still holds (windows it claimed but did not reach)."""
         c = LEDGER.c
         stmt = update(LEDGER).values(lease_owner=None, lease_expires_at=None)
-        stmt = stmt.where(c.lease_owner.is_not(None) if owner is None else c.lease_owner == owner)
+        stmt = stmt.where(c.lease_owner == owner)
         try:
             with self._transaction() as conn:
                 conn.execute(stmt)

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,6 +18,7 @@ from collector.cli.support import (
     errors_to_exit_codes,
     pass_context,
     print_report,
+    when,
 )
 from collector.client import AUTO_START
 from collector.errors import ConfigError, StorageError
@@ -120,7 +120,7 @@ def backfill(
         if clamped:
             click.echo(
                 f"--until {until} is in the future: the backfill stops at the end of the open "
-                f"window, {_when(span.until)}", err=True,
+                f"window, {when(span.until)}", err=True,
             )
         unknown = sorted(set(orgs) - {o.id for o in config.orgs})
         if unknown:
@@ -186,8 +186,7 @@ def _token_keys(config: Config, env: Mapping[str, str]) -> dict[str, str]:
     (two variables holding one token share one rate limit), else the variable's name."""
     keys = {}
     for org in config.orgs:
-        name = config.token_env_for(org)
-        keys[org.id] = env.get(name, "").strip() or f"${name}"
+        keys[org.id] = env.get(config.token_env_for(org), "").strip() or config.token_label(org)
     return keys
 
 
@@ -200,7 +199,7 @@ def _rates(
     ceiling = None if config.api.rate_limit == "auto" else config.api.rate_limit
     rates, whens = {}, []
     for org in config.orgs:
-        found = learned.get(f"${config.token_env_for(org)}")
+        found = learned.get(config.token_label(org))
         if found is not None:
             rate = found[0] if ceiling is None else min(found[0], ceiling)
             whens.append(found[1])
@@ -208,7 +207,7 @@ def _rates(
             rate = ceiling or AUTO_START
         rates[org.id] = rate
     if whens:
-        how = f"learned by the last run, {_when(max(whens))}"
+        how = f"learned by the last run, {when(max(whens))}"
     elif ceiling is not None:
         how = "[api].rate_limit"
     else:
@@ -221,12 +220,10 @@ def _lease(config: Config, size: int) -> float:
     """How long a backfill's claim holds: a day of windows at the slowest rate a token may
     run at, then the requests in flight (a read timeout each, twice for a retry)."""
     day = max(size, DAY) // size
-    slowest = AUTO_START if config.api.rate_limit == "auto" else config.api.rate_limit
-    return day / min(slowest, AUTO_START) + 2 * config.api.timeout + 60
+    ceiling = AUTO_START if config.api.rate_limit == "auto" else config.api.rate_limit
+    return day / min(ceiling, AUTO_START) + 2 * config.api.timeout + 60
 
 
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 def _progress_bar(total: int) -> tuple[Any, Any]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from collector.cli.support import EXIT_OK, EXIT_PARTIAL, Context, errors_to_exit_codes, pass_context
+from collector.cli.support import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    errors_to_exit_codes,
+    pass_context,
+    when,
+)
 from collector.errors import ConfigError
 from collector.windows import format_duration, parse_duration
 
@@ -57,12 +63,12 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 max_age=limit,
             )
             learned = store.learned_rates()
-    rates = {org.id: learned.get(f"${config.token_env_for(org)}") for org in config.orgs}
+    rates = {org.id: learned.get(config.token_label(org)) for org in config.orgs}
     if as_json:
         click.echo(json.dumps([_with_rate(r.as_dict(), config, rates) for r in rows], indent=2))
     else:
         for r in rows:
-            newest = _when(r.newest_window)
+            newest = when(r.newest_window)
             age = "never" if r.staleness is None else f"{ago(r.staleness)} ago"
             if r.stale:
                 age += f" (max age {format_duration(int(limit))})"
@@ -72,7 +78,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 f"{r.failing} failing"
             )
             for f in r.failing_windows:
-                click.echo(f"      {_when(f.window_start)}: {f.error} ({f.failures}x)")
+                click.echo(f"      {when(f.window_start)}: {f.error} ({f.failures}x)")
         missing = sum(r.missing for r in rows)
         since = min((r.backfill_since for r in rows if r.backfill_since is not None),
                     default=None)
@@ -82,7 +88,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 f"fetch them with: collector backfill --since {iso(since)}"
             )
         for name, (rate, at) in sorted(learned.items()):
-            click.echo(f"rate of {name}: {rate:g} request(s)/s, learned {_when(at)}")
+            click.echo(f"rate of {name}: {rate:g} request(s)/s, learned {when(at)}")
     sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
 
 
@@ -90,17 +96,15 @@ def _with_rate(
     row: dict[str, Any], config: Config, rates: dict[str, tuple[float, int] | None]
 ) -> dict[str, Any]:
     """The status row, with the rate its token was last seen to run at (or null)."""
+    from collector.status import iso
+
     found = rates.get(row["org_id"])
     row["token_rate"] = None if found is None else {
-        "token_env": f"${config.token_env_for(config.org(row['org_id']))}",
+        "token_env": config.token_label(config.org(row["org_id"])),
         "requests_per_second": found[0],
-        "learned_at": datetime.fromtimestamp(found[1], UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "learned_at": iso(found[1]),
     }
     return row
-
-
-def _when(ts: int | None) -> str:
-    return "none" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 def _name(status: TargetStatus) -> str:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -38,6 +39,13 @@ class Context:
                 "DEBUG" if self.verbose else self._config.logging.level,
             )
         return self._config
+
+
+def when(ts: int | None) -> str:
+    """Unix seconds as people read them in output: ``2026-11-20 14:00Z`` (or ``none``)."""
+    if ts is None:
+        return "none"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
