@@ -19,10 +19,10 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
-    delete,
     not_,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -227,9 +227,10 @@ class Store:
                 with self._transaction() as conn:  # the first writer records it
                     stored = self._stored_window_size(conn, size)
                     if stored is None:
-                        conn.execute(
-                            SETTINGS.insert().values(key=WINDOW_SECONDS, value=str(size))
-                        )
+                        # processes starting together race here: the first insert wins
+                        # and the others read its value back
+                        _put_setting(conn, WINDOW_SECONDS, str(size), replace=False)
+                        stored = self._stored_window_size(conn, size)
         except SQLAlchemyError as exc:
             raise StorageError(
                 f"could not check the window size the database was collected at: "
@@ -267,14 +268,12 @@ class Store:
         for dry-run estimates and `status` in other processes."""
         if not rates:
             return
-        s = SETTINGS.c
         try:
             with self._transaction() as conn:
                 for label, rate in rates.items():
                     key = f"{RATE_PREFIX}{label}"
                     value = json.dumps({"rate": round(rate, 3), "at": int(at)})
-                    conn.execute(delete(SETTINGS).where(s.key == key))
-                    conn.execute(SETTINGS.insert().values(key=key, value=value))
+                    _put_setting(conn, key, value, replace=True)
         except SQLAlchemyError as exc:
             raise StorageError(f"could not save the learned rates: {describe_error(exc)}") from None
 
@@ -336,3 +335,14 @@ class Store:
                 conn.execute(stmt)
         except SQLAlchemyError as exc:
             raise StorageError(f"could not release claims: {describe_error(exc)}") from None
+
+
+def _put_setting(conn: Connection, key: str, value: str, *, replace: bool) -> None:
+    """Set `key` in one statement, so processes writing it at once never conflict: the
+    last writer wins (`replace`), or the first one does."""
+    action = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
+    conn.execute(
+        text(f"INSERT INTO {SETTINGS.name} (key, value) VALUES (:key, :value) "
+             f"ON CONFLICT (key) {action}"),
+        {"key": key, "value": value},
+    )

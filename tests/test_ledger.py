@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from collector.client import DevinClient
 from collector.outcomes import Collected, Failed
@@ -79,3 +79,33 @@ def test_a_run_is_ordered_open_window_then_repolls_then_newest_gaps() -> None:
     ]
     assert len(order) == len(set(order))
     assert set(order) <= set(windows_between(now - horizon, T0 + H, H))
+
+
+def test_processes_starting_together_agree_on_the_window_size(engine: Engine) -> None:
+    """Daemons started at once on a new database all record the size; none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from collector import db
+
+    engines = [db.create_engine_for(str(engine.url.render_as_string(hide_password=False)))
+               for _ in range(6)]
+    barrier = Barrier(len(engines))
+
+    def start(eng: Engine) -> None:
+        barrier.wait()
+        Store(eng).check_window_size(300)
+        Store(eng).save_rates({"$DEVIN_API_TOKEN": 4.0}, at=T0)
+
+    try:
+        for _ in range(5):
+            with ThreadPoolExecutor(len(engines)) as pool:
+                list(pool.map(start, engines))  # re-raises any worker's error
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM collector_settings"))
+    finally:
+        for eng in engines:
+            eng.dispose()
+    Store(engine).check_window_size(300)
+    assert rows(engine, "SELECT key, value FROM collector_settings") == [
+        {"key": "window_seconds", "value": "300"}]

@@ -195,8 +195,8 @@ def test_three_daemons_share_postgresql_and_survive_a_kill(
             outputs = [proc.communicate(timeout=60) for proc in procs]
         requests = [r for r in sim.requests if r.status == 200]
     assert procs[0].returncode == -signal.SIGKILL
-    assert [p.returncode for p in procs[1:]] == [0, 0]
     logs = [err for _, err in outputs]
+    assert [p.returncode for p in procs[1:]] == [0, 0], logs[1:]
     assert all("run org=" in err for err in logs[1:])
     # nothing duplicated, nothing missing
     engine = create_engine(pg_url)
