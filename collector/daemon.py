@@ -287,7 +287,10 @@ class Daemon:
             "collector running: %d org(s), window %ss, every %ss",
             len(self._targets), self.size, self.interval,
         )
-        self.stopping.wait()
+        # Wait in short steps: a signal the kernel delivers to another thread only sets a
+        # flag, and Python runs the handler when the main thread next wakes up.
+        while not self.stopping.wait(0.5):
+            pass
         log.info("stopping: no new work; waiting up to %ss for runs in flight", self.grace)
         scheduler.shutdown(wait=False)
         return self.wait_idle(self.grace)

@@ -105,6 +105,37 @@ def test_kill_9_during_a_daemon_run_then_a_rerun_equals_an_uninterrupted_run(
             [r for r in second[name] if r[:3] in common]), name
 
 
+def _signal_thread(pid: int, tid: int, signum: int) -> None:
+    """Send `signum` to one thread of another process (Linux ``tgkill``)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234 if os.uname().machine == "x86_64" else 131
+    if libc.syscall(sys_tgkill, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or os.uname().machine not in
+                    ("x86_64", "aarch64"), reason="needs Linux's per-thread signals")
+def test_sigterm_delivered_to_a_worker_thread_stops_the_daemon(
+    frozen_sim: Simulator, tmp_path: Path
+) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads; the daemon stops anyway."""
+    config = write_config(tmp_path / "d", frozen_sim.base_url)
+    upgrade(config)
+    proc = collector(config, "run")
+    try:
+        wait_for(lambda: frozen_sim.count(status=200) >= 1)
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert others, "the daemon runs its scheduler on threads of its own"
+        _signal_thread(proc.pid, others[0], signal.SIGTERM)
+        code, out = finish(proc, timeout=20)
+    finally:
+        proc.kill()
+    assert code == 0, out
+    assert "received SIGTERM" in out
+
+
 # 8. a locked database, a full disk --------------------------------------------------------------
 
 def test_sqlite_locked_longer_than_the_busy_timeout(frozen_sim: Simulator, tmp_path: Path) -> None:
