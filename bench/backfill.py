@@ -96,7 +96,8 @@ def backfill(
         f'[database]\nurl = "sqlite:///{db}"\n'
         f'[api]\nbase_url = "{base_url}"\nrate_limit = {rate_limit}\n'
         f"concurrency = {concurrency}\n"
-        f'[windows]\nsize = "{size}"\n[[orgs]]\nid = "org-bench"\n'
+        f'[windows]\nsize = "{size}"\n[sources]\nenabled = ["sessions"]\n'
+        '[[orgs]]\nid = "org-bench"\n'
     )
     env = {**os.environ, "DEVIN_API_TOKEN": TOKEN}
     cli = [sys.executable, "-m", "collector", "--config", str(config)]

@@ -55,6 +55,7 @@ def main() -> None:
                 "api": {"base_url": sim.base_url, "rate_limit": 10_000},
                 "windows": {"size": "1h"},
                 "schedule": {"interval": args.interval, "catchup_horizon": "1h", "jitter": "0s"},
+                "sources": {"enabled": ["sessions"]},
                 "orgs": [{"id": "org-alpha"}],
             },
             {},
@@ -67,7 +68,7 @@ def main() -> None:
             clock=clock,
         )
         daemon = Daemon(Collector(config, Store(engine), client), clock=clock)
-        ages = daemon.policy.repoll_ages
+        ages = config.schedule.repoll_ages
         naive: Counter[int] = Counter()
         runs = 0
         while clock.now < T0 + args.days * DAY:

@@ -45,6 +45,7 @@ def run(rate: float, seconds: float, tmp: Path) -> dict[str, float]:
         config.write_text(
             f'[database]\nurl = "sqlite:///{db}"\n[api]\nbase_url = "{url}"\nconcurrency = 16\n'
             '[windows]\nsize = "5m"\n'
+            + '[sources]\nenabled = ["sessions"]\n'
             + "".join(f'[[orgs]]\nid = "{org}"\ntoken_env = "{env}"\n' for org, env in ORGS)
         )
         env = {**os.environ, "TOKEN_ONE": TOKENS[0], "TOKEN_TWO": TOKENS[1]}

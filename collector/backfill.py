@@ -1,8 +1,9 @@
 """`collector backfill`: history, fast and resumable, through the daemon's collection path.
 
-The plan is streamed: windows are generated a day at a time for every target (targets take
-turns, so tokens share the load), and each day's ledger entries are read in one query to skip
-what is done. A range of five years for a hundred orgs never exists as a list in memory.
+The plan is streamed: windows are generated a day at a time for every target (the buckets
+of a source that answers many a call, a request's worth at a time), targets taking turns so
+tokens share the load, and each slice's ledger entries are read in one query to skip what is
+done. A range of five years for a hundred orgs never exists as a list in memory.
 
 A window counts as done, and is skipped, when the ledger does not hold it as due: the same
 rule the daemon plans by (settled, or collected and not yet due again). Windows are claimed
@@ -19,20 +20,14 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import zip_longest
+from itertools import islice, zip_longest
 
+from collector.calendars import Calendar, windows
 from collector.collection import Work
 from collector.store import Store
-from collector.targets import Target
+from collector.targets import Target, chunks
 from collector.throttle import Clock
-from collector.windows import (
-    DAY,
-    ceil_to,
-    count_windows,
-    floor_to,
-    window_at,
-    windows_between,
-)
+from collector.windows import DAY, Window
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -57,37 +52,38 @@ def parse_when(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """The windows of `size` seconds overlapping ``[since, until)``, snapped to boundaries
-    by the one rounding rule (`floor_to` and `ceil_to`, as `count_windows` counts)."""
+    """``[since, until)`` at `now`: each target fetches the windows (or buckets) of its own
+    calendar that overlap it, snapped to boundaries by the one rounding rule (`floor` and
+    `ceil`, as `count` counts), and never one that has not started at `now`."""
 
-    since: int
-    until: int
-    size: int
+    since: float
+    until: float
+    now: float
 
     @classmethod
-    def snapped(cls, since: float, until: float, size: int) -> Range:
-        start = floor_to(since, size)
-        end = ceil_to(until, size)
-        if end <= start:
+    def up_to_now(cls, since: float, until: float, size: int, now: float) -> tuple[Range, bool]:
+        """The range, its end clamped to the end of the open window of `size` at `now`: a
+        window that has not started is never fetched (its zeros would read as truth).
+        Returns the range and whether `until` was clamped."""
+        sessions = windows(size)
+        open_end = sessions.at(now).end
+        if sessions.floor(since) >= open_end:
+            raise ValueError("--since is in the future: there is nothing to fetch yet")
+        if sessions.ceil(min(until, open_end)) <= sessions.floor(since):
             raise ValueError(
                 "the date range is empty or the wrong way round: --since must come "
                 "before --until"
             )
-        return cls(start, end, size)
+        return cls(since, min(until, open_end), now), until > open_end
 
-    @classmethod
-    def up_to_now(cls, since: float, until: float, size: int, now: float) -> tuple[Range, bool]:
-        """The range, its end clamped to the end of the open window at `now`: a window that
-        has not started is never fetched (its zeros would read as truth). Returns the range
-        and whether `until` was clamped."""
-        open_end = window_at(now, size).end
-        if floor_to(since, size) >= open_end:
-            raise ValueError("--since is in the future: there is nothing to fetch yet")
-        return cls.snapped(since, min(until, open_end), size), until > open_end
+    def bounds(self, calendar: Calendar) -> tuple[int, int]:
+        """The first start and the last end of `calendar`'s buckets in the range."""
+        end = calendar.ceil(min(self.until, calendar.at(self.now).end))
+        return calendar.floor(self.since), max(end, calendar.floor(self.since))
 
-    @property
-    def windows_per_target(self) -> int:
-        return count_windows(self.since, self.until, self.size)
+    def windows_of(self, target: Target) -> int:
+        start, end = self.bounds(target.calendar)
+        return target.calendar.count(start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,62 +101,109 @@ def plan(
     span: Range,
     *,
     clock: Clock,
-    interval: int,
     claims: Claims | None,
     force: bool = False,
     on_skip: Callable[[int], None] | None = None,
 ) -> Iterator[Work]:
-    """The (target, window) pairs still to fetch, a day of windows at a time, targets taking
-    turns window by window.
+    """The work still to do, a slice at a time per target (a day of windows, or the buckets
+    of one request), targets taking turns window by window.
 
     A window is skipped when the ledger does not hold it as due (the daemon's rule,
     `due_clause`: settled, or collected and not yet due again) or another process holds
     it. With `claims`, the rest are claimed just before they are handed out; without, the
-    plan only reads (a dry run). With `force`, settled windows are fetched again too."""
-    chunk = max(span.size, DAY)
-    for start in range(span.since, span.until, chunk):
-        end = min(start + chunk, span.until)
-        lists = [_day(store, target, start, end, span.size, clock=clock, interval=interval,
-                      claims=claims, force=force, on_skip=on_skip) for target in targets]
+    plan only reads (a dry run). With `force`, settled windows are fetched again too.
+    Buckets of a source that answers many a call are merged into requests (`chunks`)."""
+    slices = [_slices(store, target, span, clock=clock, claims=claims, force=force,
+                      on_skip=on_skip) for target in targets]
+    while slices:
+        step = []
+        for target_slices in list(slices):
+            work = next(target_slices, None)
+            if work is None:
+                slices.remove(target_slices)
+            else:
+                step.append(work)
         # targets take turns window by window, so every token has work at every moment
-        for pairs in zip_longest(*lists):
+        for pairs in zip_longest(*step):
             yield from (pair for pair in pairs if pair is not None)
 
 
-def _day(
+def _slices(
     store: Store,
     target: Target,
-    start: int,
-    end: int,
-    size: int,
+    span: Range,
     *,
     clock: Clock,
-    interval: int,
     claims: Claims | None,
     force: bool,
     on_skip: Callable[[int], None] | None,
-) -> list[Work]:
-    """The pairs of `target` in ``[start, end)`` still to fetch, claimed with `claims`."""
-    windows = list(windows_between(start, end, size))
+) -> Iterator[list[Work]]:
+    """`target`'s work in `span`, one slice at a time, each claimed when it is reached."""
+    calendar = target.calendar
+    first, last = span.bounds(calendar)
+    per_slice = target.timing.per_call if target.source.bucketed else 0
+    buckets = calendar.between(first, last)
+    while True:
+        if per_slice:
+            piece = list(islice(buckets, per_slice))
+        else:  # windows of a fixed size: a day of them (at least one)
+            head = next(buckets, None)
+            if head is None:
+                return
+            day_end = head.start + DAY
+            piece = [head, *_through(buckets, day_end)] if head.end < day_end else [head]
+        if not piece:
+            return
+        yield list(chunks(target, _take(store, target, piece, clock=clock, claims=claims,
+                                        force=force, on_skip=on_skip)))
+
+
+def _through(buckets: Iterator[Window], end: int) -> list[Window]:
+    """The next buckets of `buckets`, up to the one that ends at or after `end`."""
+    taken = []
+    for bucket in buckets:
+        taken.append(bucket)
+        if bucket.end >= end:
+            break
+    return taken
+
+
+def _take(
+    store: Store,
+    target: Target,
+    windows_: list[Window],
+    *,
+    clock: Clock,
+    claims: Claims | None,
+    force: bool,
+    on_skip: Callable[[int], None] | None,
+) -> list[Window]:
+    """The windows of `windows_` still to fetch, claimed with `claims`."""
     now = clock()
+    interval = target.timing.interval
     if claims is not None:
         taken = store.claim(
-            target, windows, owner=claims.owner, now=now, cutoff=now,
+            target, windows_, owner=claims.owner, now=now, cutoff=now,
             lease=claims.lease, interval=interval, force=force,
         )
     else:
         skipped = store.not_due_starts(
-            target, start, end, now=now, cutoff=now, interval=interval, force=force
+            target, windows_[0].start, windows_[-1].end, now=now, cutoff=now,
+            interval=interval, force=force,
         )
-        taken = {w.start for w in windows} - skipped
-    if len(taken) < len(windows) and on_skip is not None:
-        on_skip(len(windows) - len(taken))
-    return [(target, window) for window in windows if window.start in taken]
+        taken = {w.start for w in windows_} - skipped
+    if len(taken) < len(windows_) and on_skip is not None:
+        on_skip(len(windows_) - len(taken))
+    return [window for window in windows_ if window.start in taken]
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
+    """Windows in the range, windows still to fetch, the requests that takes (a request
+    covers many buckets of a source that answers many a call), and how long at the rate."""
+
     windows: int
+    todo: int
     requests: int
     seconds: float
 
@@ -171,7 +214,6 @@ def estimate(
     span: Range,
     *,
     now: float,
-    interval: int,
     force: bool,
     tokens: Mapping[str, str],
     rates: Mapping[str, float],
@@ -180,13 +222,13 @@ def estimate(
     long they take at each token's rate. `tokens` maps org ids to what identifies their
     token (orgs sharing a token share its limit), `rates` those to requests per second."""
     per_token: dict[str, int] = {}
-    requests = 0
-    work = plan(
-        store, targets, span, clock=lambda: now, interval=interval, claims=None, force=force
-    )
-    for target, _ in work:
+    requests = todo = 0
+    work = plan(store, targets, span, clock=lambda: now, claims=None, force=force)
+    for target, window in work:
         requests += 1
+        todo += target.calendar.count(window.start, window.end)
         key = tokens.get(target.org_id, "")
         per_token[key] = per_token.get(key, 0) + 1
     seconds = max((n / rates.get(key, 1.0) for key, n in per_token.items()), default=0.0)
-    return Estimate(span.windows_per_target * len(targets), requests, math.ceil(seconds))
+    total = sum(span.windows_of(target) for target in targets)
+    return Estimate(total, todo, requests, math.ceil(seconds))

@@ -21,6 +21,7 @@ from collector.client import DevinClient
 from collector.config import Config
 from collector.errors import AccessError, ApiError, DeferredError, StorageError
 from collector.outcomes import Collected, Deferred, Failed, Outcome
+from collector.payload import Fetched
 from collector.planner import after_success
 from collector.store import Store
 from collector.targets import Target
@@ -34,18 +35,16 @@ Work = tuple[Target, Window]
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How outcomes are scheduled (seconds): ages at which closed windows are fetched again,
-    how long an org whose token or id is wrong rests before it is tried again, and the
-    daemon's interval, at which open windows are fetched again (0: not before they close)."""
+    """How outcomes are scheduled beyond each target's own `Timing`: how long an org whose
+    token or id is wrong rests before it is tried again, and whether open windows are due
+    again at the target's interval (`refetch_open`; off, nothing is due before it closes)."""
 
-    repoll_ages: Sequence[int] = ()
     access_error_backoff: int = 3600
-    interval: int = 0
+    refetch_open: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
-        schedule = config.schedule
-        return cls(schedule.repoll_ages, schedule.access_error_backoff, schedule.interval)
+        return cls(config.schedule.access_error_backoff, refetch_open=True)
 
 
 @dataclass
@@ -118,31 +117,39 @@ def run_collection(
     claims (see `Store.claim`) that writing the outcomes ends.
     """
     report = Report()
-    blocked: dict[str, AccessError] = {}
+    blocked: dict[tuple[str, str], AccessError] = {}
     pending: list[Outcome] = []
 
-    def fetch(target: Target, window: Window) -> Outcome:
+    def fetch(target: Target, window: Window) -> list[Outcome]:
+        """The outcomes of one request: one per window, or per bucket of `window` for a
+        source that answers many buckets a call."""
         now = clock()
+        buckets = _buckets(target, window)
         if window.start > now:
             # never store a window that has not started: its zeros would read as truth
-            return Deferred(target, window, "the window has not started yet")
-        known = blocked.get(target.org_id)
+            return [Deferred(target, b, "the window has not started yet") for b in buckets]
+        known = blocked.get((target.org_id, "")) or blocked.get(
+            (target.org_id, target.source.config_name))
         if known is not None:
-            return _failed(target, window, known, now)
+            return [_failed(target, b, known, now) for b in buckets]
         try:
             fetched = client.fetch(target, window, deadline=deadline)
         except DeferredError as exc:
             if deadline is not None:
                 halted.set()  # the rest of the plan cannot start in time either
-            return Deferred(target, window, str(exc), exc.attempts)
+            return [Deferred(target, b, str(exc), exc.attempts) for b in buckets]
         except ApiError as exc:
             if isinstance(exc, AccessError):
-                blocked.setdefault(target.org_id, exc)
-            return _failed(target, window, exc, clock())
-        next_due, settled = after_success(
-            window, fetched.fetched_at, policy.repoll_ages, policy.interval
-        )
-        return Collected(target, window, fetched, next_due, settled)
+                blocked.setdefault(_access_key(target, exc), exc)
+            return [_failed(target, b, exc, clock()) for b in buckets]
+        ages = target.timing.repoll_ages
+        interval = target.timing.interval if policy.refetch_open else 0
+        parts = split(target, buckets, fetched) if target.source.bucketed else [(window, fetched)]
+        outcomes: list[Outcome] = []
+        for bucket, part in parts:
+            next_due, settled = after_success(bucket, part.fetched_at, ages, interval)
+            outcomes.append(Collected(target, bucket, part, next_due, settled))
+        return outcomes
 
     def flush() -> None:
         if not pending:
@@ -195,7 +202,8 @@ def run_collection(
             while (item := pairs.get()) is not None:
                 if halted.is_set() or (stop is not None and stop()):
                     continue  # taken from the plan, not started: it stays due
-                outcomes.put(fetch(*item))
+                for outcome in fetch(*item):
+                    outcomes.put(outcome)
         except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
             crashed.append(exc)
             halted.set()
@@ -268,11 +276,49 @@ def _until(
         yield item
 
 
+def _buckets(target: Target, window: Window) -> list[Window]:
+    if not target.source.bucketed:
+        return [window]
+    return list(target.calendar.between(window.start, window.end))
+
+
+def _access_key(target: Target, exc: AccessError) -> tuple[str, str]:
+    """What an access error blocks for the rest of a run: a missing permission, one source
+    of the org (the others may be allowed); anything else (token, org id), the whole org."""
+    return (target.org_id, target.source.config_name if exc.status == 403 else "")
+
+
+def split(
+    target: Target, buckets: list[Window], fetched: Fetched
+) -> Iterator[tuple[Window, Fetched]]:
+    """The buckets of one answer of a bucketed source, each with its values and JSON. A
+    bucket of the request that the answer leaves out is stored as zero, with no raw body;
+    buckets the answer has beyond the request are not stored."""
+    source = target.source
+    assert source.items is not None
+    calendar = target.calendar
+    found: dict[int, Fetched] = {}
+    for item in source.items(fetched.metrics):
+        start = calendar.floor(item.instant)
+        found.setdefault(
+            start, Fetched(item.values, item.body, fetched.fetched_at, fetched.attempts)
+        )
+    for bucket in buckets:
+        if bucket.start > fetched.fetched_at:
+            continue  # a bucket that has not started yet is never stored
+        part = found.get(bucket.start)
+        if part is None:
+            assert source.empty is not None
+            part = Fetched(source.empty(bucket), "null", fetched.fetched_at, fetched.attempts)
+        yield bucket, part
+
+
 def _failed(target: Target, window: Window, exc: ApiError, now: float) -> Failed:
     # Due again at once: an org whose token or id is wrong rests in the daemon (see
     # `Daemon`), not in the ledger, so a backfill run after the fix fetches it straight away.
     denied = isinstance(exc, AccessError)
-    return Failed(target, window, str(exc), now, int(now), exc.attempts, access_denied=denied)
+    return Failed(target, window, str(exc), now, int(now), exc.attempts, access_denied=denied,
+                  forbidden=denied and exc.status == 403)
 
 
 def _unsaved(outcome: Outcome, exc: StorageError, now: float) -> Outcome:

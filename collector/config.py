@@ -38,6 +38,7 @@ from collector.config_fields import (
 )
 from collector.config_fields import interval as interval_seconds
 from collector.config_fields import rate_limit as rate_limit_value
+from collector.config_sources import DiscoveryConfig, SourcesConfig, check_source_names
 from collector.errors import ConfigError
 from collector.windows import DAY, format_duration
 
@@ -188,6 +189,13 @@ class OrgConfig(_Section):
     name: str | None = None
     token_env: EnvName | None = None
     segments: list[SegmentConfig] = Field(default_factory=list)
+    #: Narrows `[sources].enabled` for this org; not set: every enabled source.
+    sources: tuple[str, ...] | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else check_source_names(value, "sources")
 
     @field_validator("id")
     @classmethod
@@ -214,15 +222,36 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    orgs: list[OrgConfig] = Field(min_length=1)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    discovery: DiscoveryConfig | None = None
+    orgs: list[OrgConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_orgs(self) -> Config:
+        if not self.orgs and self.discovery is None:
+            raise ValueError(
+                "no organization to collect: add an [[orgs]] entry with the org's id, or a "
+                "[discovery] section to list the enterprise's organizations"
+            )
         ids = [o.id for o in self.orgs]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"org ids repeat: {', '.join(duplicates)}")
+        for org in self.orgs:
+            off = [name for name in org.sources or () if name not in self.sources.enabled]
+            if off:
+                raise ValueError(
+                    f"org {org.id!r} names source(s) {', '.join(off)} that [sources].enabled "
+                    "leaves out: add them there, or remove them from the org"
+                )
         return self
+
+    def sources_for(self, org: OrgConfig | None) -> tuple[str, ...]:
+        """The source families that run for `org` (a discovered org: None)."""
+        enabled = self.sources.enabled
+        if org is None or org.sources is None:
+            return enabled
+        return tuple(name for name in enabled if name in org.sources)
 
     def warnings(self) -> list[str]:
         """Settings that are valid but probably not what was meant; logged at load."""
@@ -235,6 +264,14 @@ class Config(_Section):
                 "while they are open, only after they close. Make the interval at most the "
                 "window size"
             )
+        for family in self.sources.enabled:
+            own = self.sources.options(family).interval
+            if own is not None and own < interval:
+                found.append(
+                    f"[sources.{family}].interval ({format_duration(own)}) is shorter than "
+                    f"[schedule].interval ({format_duration(interval)}): the daemon runs "
+                    "every [schedule].interval, so that is as often as it can fetch"
+                )
         return found
 
     def org(self, org_id: str) -> OrgConfig:

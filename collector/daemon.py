@@ -34,11 +34,11 @@ from collector.assembly import Collector
 from collector.collection import Report, Work
 from collector.errors import ConfigError, StorageError
 from collector.ledger import claim_owner
+from collector.outcomes import Failed
 from collector.planner import plan, slack
 from collector.prometheus import Metrics
-from collector.targets import Target, targets_from_config
+from collector.targets import Target, chunks, targets_from_config
 from collector.throttle import Clock
-from collector.windows import floor_to
 
 log = logging.getLogger("collector.daemon")
 
@@ -123,11 +123,19 @@ class Daemon:
         self._targets: dict[str, list[Target]] = {}
         for target in targets_from_config(config):
             self._targets.setdefault(target.org_id, []).append(target)
-        self._resting_until: dict[str, float] = {}
+        #: (org, source family) -> until when it rests after an access error; the family is
+        #: "" when the whole org rests (a bad token or org id), else a missing permission.
+        self._resting_until: dict[tuple[str, str], float] = {}
         self._active = 0
         self._idle = threading.Condition()
 
     # -- one run ---------------------------------------------------------------------------
+
+    def targets(self, org_id: str, now: float | None = None) -> list[Target]:
+        """The targets of `org_id`, less the sources resting after a 403 at `now`."""
+        now = self.clock() if now is None else now
+        return [t for t in self._targets.get(org_id, [])
+                if self._resting_until.get((org_id, t.source.config_name), 0.0) <= now]
 
     def work_for(
         self, org_id: str, now: float, owner: str, tally: RunTally | None = None
@@ -141,28 +149,31 @@ class Daemon:
         dies holds only a handful of claims when it goes. `tally` counts what was planned
         and what others had claimed."""
         tally = tally if tally is not None else RunTally()
-        since = floor_to(now - self.horizon, self.size)  # where the planner's horizon starts
-        cutoff = now + slack(self.interval)
         plans = []
-        for target in self._targets[org_id]:
+        for target in self.targets(org_id, now):
+            calendar, interval = target.calendar, target.timing.interval
+            since = calendar.floor(now - self.horizon)  # where the planner's horizon starts
+            cutoff = now + slack(interval)
             due, known = self.store.plan_inputs(
-                target, now=now, cutoff=cutoff, since=since, interval=self.interval
+                target, now=now, cutoff=cutoff, since=since, interval=interval
             )
-            windows = plan(now, self.size, due, known, self.horizon)
+            windows = plan(now, calendar, due, known, self.horizon)
             tally.planned[target.source.name] += len(windows)
-            plans.append((target, windows))
+            plans.append((target, windows, cutoff))
         step = self.claim_batch
         for offset in itertools.count(0, step):
-            chunks = [(t, windows[offset : offset + step]) for t, windows in plans]
-            if not any(chunk for _, chunk in chunks):
+            batches = [(t, windows[offset : offset + step], c) for t, windows, c in plans]
+            if not any(batch for _, batch, _ in batches):
                 return
-            for target, chunk in chunks:
+            for target, batch, cutoff in batches:
+                if not batch:
+                    continue
                 claimed = self.store.claim(
-                    target, chunk, owner=owner, now=self.clock(), cutoff=cutoff,
-                    lease=self.lease, interval=self.interval,
+                    target, batch, owner=owner, now=self.clock(), cutoff=cutoff,
+                    lease=self.lease, interval=target.timing.interval,
                 )
-                tally.elsewhere[target.source.name] += len(chunk) - len(claimed)
-                yield from ((target, w) for w in chunk if w.start in claimed)
+                tally.elsewhere[target.source.name] += len(batch) - len(claimed)
+                yield from chunks(target, (w for w in batch if w.start in claimed))
 
     def run_org(self, org_id: str) -> Report | None:
         """One run for one org. Returns None when the org is resting or the daemon stops."""
@@ -172,7 +183,7 @@ class Daemon:
             if self.stopping.is_set():
                 return None
             now = self.clock()
-            resting = self._resting_until.get(org_id, 0.0)
+            resting = self._resting_until.get((org_id, ""), 0.0)
             if now < resting:
                 log.info("org %s rests after an access error until %s", org_id,
                          datetime.fromtimestamp(resting, UTC).isoformat(timespec="seconds"))
@@ -215,17 +226,7 @@ class Daemon:
         # What was due here and not done is deferred: not reached before the deadline, held
         # back by the rate limit, or left at shutdown. It stays due, and is not a failure.
         deferred = tally.deferred(report)
-        denied = [f for f in report.failed if f.access_denied]
-        if denied:
-            until = now + self.policy.access_error_backoff
-            self._resting_until[org_id] = until
-            log.error(
-                "%s; the org rests until %s", denied[0].error,
-                datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
-                extra={"org": org_id, "windows": len(denied)},
-            )
-        else:
-            self._resting_until.pop(org_id, None)
+        self._rest(org_id, now, [f for f in report.failed if f.access_denied])
         fields = {
             "org": org_id,
             "due": (tally.planned - tally.elsewhere).total(),
@@ -248,6 +249,28 @@ class Daemon:
             for source, count in deferred.items():
                 metrics.deferred(org_id, source, count)
         return report
+
+    def _rest(self, org_id: str, now: float, denied: list[Failed]) -> None:
+        """Rest what an access error refused, once logged per run: the org (a bad token or
+        org id), or the one source a missing permission refuses while the others go on."""
+        for key in [k for k in self._resting_until if k[0] == org_id]:
+            if self._resting_until[key] <= now:
+                del self._resting_until[key]
+        until = now + self.policy.access_error_backoff
+        logged: set[tuple[str, str]] = set()
+        for failure in denied:
+            key = (org_id, failure.target.source.config_name if failure.forbidden else "")
+            self._resting_until[key] = until
+            if key in logged:
+                continue
+            logged.add(key)
+            what = f"source {key[1]} of the org" if key[1] else "the org"
+            log.error(
+                "%s; %s rests until %s", failure.error, what,
+                datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+                extra={"org": org_id, "windows": sum(
+                    1 for f in denied if f.target.source.config_name == key[1] or not key[1])},
+            )
 
     # -- the scheduler ---------------------------------------------------------------------
 

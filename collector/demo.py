@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from collector import backfill as bf
 from collector import db
 from collector.assembly import open_collector, open_engine
 from collector.config import parse_config
 from collector.sim import Simulator, TokenGrant
+from collector.sources import FAMILIES
 from collector.targets import targets_from_config
-from collector.windows import DAY, windows_between
+from collector.windows import DAY
 
 DEMO_ORGS = ({"id": "org-platform", "name": "Platform"}, {"id": "org-research", "name": "Research"})
 
@@ -70,20 +72,18 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
         finally:
             engine.dispose()
         now = time.time()
-        work = [
-            (target, window)
-            for target in targets_from_config(config)
-            for window in windows_between(now - days * DAY, now, config.windows.size)
-        ]
+        span, _ = bf.Range.up_to_now(now - days * DAY, now, config.windows.size, now)
+        targets = targets_from_config(config)
+        total = sum(span.windows_of(t) for t in targets)
         _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
         _say(
             console,
-            f"Collecting {len(work)} hourly windows ({days} day{'s' if days > 1 else ''}, "
-            f"{len(DEMO_ORGS)} orgs "
-            "and one segment) into",
+            f"Collecting {total} windows and buckets of every source ({', '.join(FAMILIES)}; "
+            f"{days} day{'s' if days > 1 else ''}, {len(DEMO_ORGS)} orgs and one segment) into",
         )
         _say(console, f"  {database}")
         with open_collector(config, {config.api.token_env: token}) as collector:
+            work = bf.plan(collector.store, targets, span, clock=time.time, claims=None)
             report = collector.collect(work, concurrency=8)
             _say(
                 console,
@@ -93,7 +93,7 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
             _print_views(collector.store.engine, console)
     _say(console, "\nQuery it yourself:")
     _say(console, f"  sqlite3 {database} \\")
-    _say(console, "    'SELECT * FROM session_metrics_daily ORDER BY day DESC LIMIT 5'")
+    _say(console, "    'SELECT * FROM devin_daily ORDER BY day DESC LIMIT 5'")
     _say(console, "")
     _say(console, NEXT_STEPS)
     return 0 if report.ok else 1
@@ -111,6 +111,12 @@ def _print_views(engine: Engine, console: Console) -> None:
                 "SELECT org_id, segment, day, sessions_created_count,"
                 " sessions_with_merged_prs_count, total_acus, complete"
                 " FROM session_metrics_daily ORDER BY org_id, segment, day"
+            )
+        ).all()
+        every = conn.execute(
+            text(
+                "SELECT org_id, day, sessions, total_acus, prs_created, prs_merged, searches,"
+                " daily_active_users FROM devin_daily ORDER BY org_id, day"
             )
         ).all()
         origins = conn.execute(
@@ -154,3 +160,21 @@ def _print_views(engine: Engine, console: Console) -> None:
     for org, origin, count in origins:
         by_origin.add_row(org, origin, str(count))
     console.print(by_origin)
+    daily_all = Table(
+        title="devin_daily (every source, UTC days)",
+        caption="PRs: created/merged; DAU: daily active users",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in ("org", "day", "sessions", "ACUs", "PRs", "searches", "DAU"):
+        daily_all.add_column(column, justify="left" if column in {"org", "day"} else "right",
+                             no_wrap=True, min_width=10 if column == "day" else None)
+    for org, day, count, acus, created, merged, searches, dau in every:
+        daily_all.add_row(org, str(day)[:10], _n(count), "-" if acus is None else f"{acus:.1f}",
+                          f"{_n(created)}/{_n(merged)}", _n(searches), _n(dau))
+    console.print(daily_all)
+
+
+def _n(value: object) -> str:
+    return "-" if value is None else str(value)

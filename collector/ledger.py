@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select
 
@@ -69,9 +70,12 @@ def free_clause(now: float) -> ColumnElement[bool]:
     return or_(c.lease_expires_at.is_(None), c.lease_expires_at <= to_datetime(int(now)))
 
 
-def status_summary(*, since: int, current_start: int) -> Select[tuple[object, ...]]:
-    """Per source, org and segment: the newest collected window, the last success, how many
-    windows are collected, unsettled, collected in ``[since, current_start)``, and failing."""
+def status_summary(
+    *, since: int, current_start: int, sources: Sequence[str]
+) -> Select[tuple[object, ...]]:
+    """Per source (of `sources`), org and segment: the newest collected window, the last
+    success, how many windows are collected, unsettled, collected in ``[since,
+    current_start)``, and failing."""
     c = LEDGER.c
     collected = c.fetch_count > 0
     return (
@@ -89,6 +93,7 @@ def status_summary(*, since: int, current_start: int) -> Select[tuple[object, ..
             ).label("recent"),
             func.count(case((failing(), 1))).label("failing"),
         )
+        .where(c.source.in_(list(sources)))
         .group_by(c.source, c.org_id, c.segment)
     )
 

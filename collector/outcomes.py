@@ -31,6 +31,8 @@ class Failed:
     next_due_at: int | None
     attempts: int = 1
     access_denied: bool = False
+    #: A missing permission (403): only this source of the org is refused.
+    forbidden: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator
 
 from collector.errors import InvalidPayloadError, MalformedResponseError
 
@@ -53,6 +53,74 @@ class SessionMetrics(BaseModel):
     @classmethod
     def _size_defaults(cls, value: Buckets) -> Buckets:
         return _with_defaults(value, SIZES)
+
+
+Acus = Annotated[float, Field(strict=False, ge=0, allow_inf_nan=False)]
+Instant = Annotated[int, Field(strict=True)]
+
+
+class PrMetrics(BaseModel):
+    """A validated 200 body of ``GET .../metrics/prs``: PRs Devin authored, by state as of
+    the call (the optional ``prs_taken_over_*`` counts stay in the raw body)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    prs_created_count: Count
+    prs_opened_count: Count
+    prs_closed_count: Count
+    prs_merged_count: Count
+
+
+class SearchMetrics(BaseModel):
+    """A validated 200 body of ``GET .../metrics/searches``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    searches_created_count: Count
+
+
+class ActiveUsers(BaseModel):
+    """One bucket of ``GET .../metrics/dau|wau|mau``: distinct users active in it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    start_time: Instant
+    end_time: Instant
+    active_users: Count
+
+
+class ActiveUsersList(RootModel[list[ActiveUsers]]):
+    """A validated 200 body of ``GET .../metrics/dau|wau|mau``: buckets, ascending."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class AcusByProduct(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    devin: Acus = 0.0
+    cascade: Acus = 0.0
+    terminal: Acus = 0.0
+    review: Acus | None = None
+
+
+class ConsumptionDay(BaseModel):
+    """One billing day of ``GET .../consumption/daily``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    date: Instant
+    acus: Acus
+    acus_by_product: AcusByProduct
+
+
+class Consumption(BaseModel):
+    """A validated 200 body of ``GET .../consumption/daily``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    total_acus: Acus
+    consumption_by_date: list[ConsumptionDay]
 
 
 @dataclass(frozen=True, slots=True)

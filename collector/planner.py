@@ -17,7 +17,8 @@ import math
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
-from collector.windows import Window, window_at, windows_between
+from collector.calendars import Calendar, windows
+from collector.windows import Window
 
 
 def slack(interval: int) -> float:
@@ -58,12 +59,13 @@ class Due:
 
 def plan(
     now: float,
-    size: int,
+    calendar: Calendar | int,
     due: Iterable[Due],
     known: Set[int],
     horizon: int,
 ) -> list[Window]:
-    """The windows one run fetches for one target, each once, in the order people need them:
+    """The windows one run fetches for one target (cut by `calendar`, or windows of that
+    many seconds), each once, in the order people need them:
 
     1. the open window (fetched on every run while it is open);
     2. re-polls of windows already collected, most overdue first, so late data settles on
@@ -72,11 +74,13 @@ def plan(
        window from the catch-up `horizon` to now that the ledger has never seen, as given
        by `known`, the starts it has seen). People look at yesterday before last week.
     """
-    current = window_at(now, size)
+    if isinstance(calendar, int):
+        calendar = windows(calendar)
+    current = calendar.at(now)
     chosen: dict[int, Due] = {}
     for item in due:
         chosen.setdefault(item.window.start, item)
-    for window in windows_between(now - horizon, current.end, size):
+    for window in calendar.between(now - horizon, current.end):
         if window.start not in known and window.start not in chosen:
             chosen[window.start] = Due(window, min(window.end, int(now)), repoll=False)
 

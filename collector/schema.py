@@ -184,3 +184,116 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+def _org_time_index() -> Index:
+    """Per-org time queries on a table whose `segment` is not fixed (a definition label)."""
+    return Index(None, "org_id", "window_start")
+
+
+class PrWindow(Base):
+    """PRs Devin authored, by state as of the fetch: one row per org (or segment) and window,
+    like `MetricWindow`."""
+
+    __tablename__ = "pr_windows"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    prs_created_count: Mapped[int] = mapped_column(Integer)
+    prs_opened_count: Mapped[int] = mapped_column(Integer)
+    prs_closed_count: Mapped[int] = mapped_column(Integer)
+    prs_merged_count: Mapped[int] = mapped_column(Integer)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+
+
+class SearchWindow(Base):
+    """Searches created in a window; `segment` is always ``'all'`` (no user filters)."""
+
+    __tablename__ = "search_windows"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    searches_created_count: Mapped[int] = mapped_column(Integer)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+
+
+class _ActiveUsersBucket:
+    """Distinct active users in one calendar bucket (``[window_start, window_end)``) under
+    one definition: `segment` holds its label (``'min_sessions=1,min_searches=1'``), so
+    buckets of different thresholds never collide."""
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    min_sessions: Mapped[int] = mapped_column(Integer)
+    min_searches: Mapped[int] = mapped_column(Integer)
+    active_users: Mapped[int] = mapped_column(Integer)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+
+
+class ActiveUsersDaily(_ActiveUsersBucket, Base):
+    """Daily active users: one row per org, definition and UTC day."""
+
+    __tablename__ = "active_users_daily"
+    __table_args__ = (_org_time_index(),)
+
+
+class ActiveUsersWeekly(_ActiveUsersBucket, Base):
+    """Weekly active users: one row per org, definition and UTC week (Monday to Monday)."""
+
+    __tablename__ = "active_users_weekly"
+    __table_args__ = (_org_time_index(),)
+
+
+class ActiveUsersMonthly(_ActiveUsersBucket, Base):
+    """Monthly active users: one row per org, definition and UTC calendar month."""
+
+    __tablename__ = "active_users_monthly"
+    __table_args__ = (_org_time_index(),)
+
+
+class AcuConsumptionDay(Base):
+    """ACUs billed for one billing day: `window_start` is its start (08:00 UTC, midnight in
+    PST), `billing_date` its calendar date in PST; `segment` is always ``'all'``."""
+
+    __tablename__ = "acu_consumption_days"
+    __table_args__ = (Index(None, "org_id", "billing_date"),)
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    billing_date: Mapped[str] = mapped_column(String(10))
+    acus: Mapped[float] = mapped_column(Float)
+    acus_devin: Mapped[float] = mapped_column(Float)
+    acus_cascade: Mapped[float] = mapped_column(Float)
+    acus_terminal: Mapped[float] = mapped_column(Float)
+    acus_review: Mapped[float | None] = mapped_column(Float)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+
+
+class Organization(Base):
+    """An organization the collector knows: named in the configuration, or discovered from
+    the API; `removed_at` is set once it is no longer there."""
+
+    __tablename__ = "organizations"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(256))
+    origin: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from collector.calendars import Calendar
 from collector.store import Store
 from collector.targets import Target
-from collector.windows import count_windows, floor_to, to_datetime, to_timestamp, window_at
+from collector.windows import to_datetime, to_timestamp
 
 OK, WARN, STALE = "ok", "WARN", "STALE"
 
@@ -69,6 +70,8 @@ class TargetStatus:
     stale: bool = True
     #: The first window `missing` counts: the start of the catch-up horizon.
     horizon_start: int = 0
+    #: Seconds without a success after which the target is stale.
+    max_age: float = 0.0
 
     @property
     def flag(self) -> str:
@@ -107,19 +110,20 @@ def target_status(
     targets: list[Target],
     *,
     now: float,
-    size: int,
     horizon: int,
-    max_age: float,
+    max_age: float | None = None,
     failing_limit: int = 5,
 ) -> list[TargetStatus]:
-    """Status of every target. `missing` counts closed windows inside the catch-up horizon
-    never collected; `stale` is set when the last success is older than `max_age`;
+    """Status of every target. `missing` counts closed windows (or buckets) of the
+    target's calendar inside the catch-up horizon never collected; `stale` is set when the
+    last success is older than `max_age` (default: three of the target's intervals);
     `failing_windows` holds the newest `failing_limit` failing windows."""
-    horizon_start = floor_to(now - horizon, size)  # where `expected` starts counting
-    current = window_at(now, size)
-    summary, failing = store.status_rows(
-        since=horizon_start, current_start=current.start, failing_limit=failing_limit
-    )
+    calendars: dict[Calendar, set[str]] = {}
+    for target in targets:
+        calendars.setdefault(target.calendar, set()).add(target.source.name)
+    groups = [(sorted(names), cal.floor(now - horizon), cal.at(now).start)
+              for cal, names in calendars.items()]
+    summary, failing = store.status_rows(groups, failing_limit=failing_limit)
     rows = {(r.source, r.org_id, r.segment): r for r in summary}
     failures: dict[tuple[str, str, str], list[FailingWindow]] = {}
     for f in failing:
@@ -127,12 +131,15 @@ def target_status(
             FailingWindow(to_timestamp(f.window_start), to_timestamp(f.window_end),
                           f.failure_count, f.last_error)
         )
-    expected = count_windows(now - horizon, current.start, size)
     result = []
     for target in targets:
+        calendar = target.calendar
+        horizon_start = calendar.floor(now - horizon)  # where `expected` starts counting
+        expected = calendar.count(now - horizon, calendar.at(now).start)
+        limit = max_age if max_age is not None else 3 * target.timing.interval
         key = (target.source.name, target.org_id, target.segment)
         status = TargetStatus(target.org_id, target.segment, target.source.name,
-                              missing=expected, horizon_start=horizon_start)
+                              missing=expected, horizon_start=horizon_start, max_age=limit)
         row = rows.get(key)
         if row is not None:
             status.newest_window = _ts(row.newest)
@@ -143,7 +150,7 @@ def target_status(
             status.failing = row.failing
         if status.last_success is not None:
             status.staleness = max(0, round(now - status.last_success))
-            status.stale = now - status.last_success > max_age
+            status.stale = now - status.last_success > limit
         status.failing_windows = failures.get(key, [])
         result.append(status)
     return result

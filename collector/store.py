@@ -294,19 +294,22 @@ class Store:
         return result
 
     def status_rows(
-        self, *, since: int, current_start: int, failing_limit: int
+        self, groups: Sequence[tuple[Sequence[str], int, int]], *, failing_limit: int
     ) -> tuple[list[Row[Any]], list[Row[Any]]]:
-        """The ledger's counts per source, org and segment (`ledger.status_summary`), and
-        the newest `failing_limit` failing windows of each (`ledger.newest_failing`)."""
+        """The ledger's counts per source, org and segment (`ledger.status_summary`), for
+        each group of (source names, since, current_start) (sources of one calendar share
+        their bounds), and the newest `failing_limit` failing windows of each target
+        (`ledger.newest_failing`)."""
+        summary: list[Row[Any]] = []
         try:
             with reading(self.engine) as conn:
-                summary = conn.execute(
-                    status_summary(since=since, current_start=current_start)
-                ).all()
+                for sources, since, current_start in groups:
+                    summary += conn.execute(status_summary(
+                        since=since, current_start=current_start, sources=sources)).all()
                 failures = conn.execute(newest_failing(failing_limit)).all()
         except SQLAlchemyError as exc:
             raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
-        return list(summary), list(failures)
+        return summary, list(failures)
 
     def release_orphans(self, now: float, alive: Callable[[str], bool]) -> int:
         """End the claims whose holder is known to be gone (`alive(owner)` is False), such

@@ -107,8 +107,8 @@ class Writer:
         found = self._sources.get(source.name)
         if found is None:
             main = _table(source.table)
-            _check(main, (*KEY, "window_end", "window_seconds", *source.columns, "fetched_at",
-                          "raw_body"))
+            _check(main, (*KEY, "window_end", "window_seconds", *source.definition,
+                          *source.columns, "fetched_at", "raw_body"))
             children = [_table(child.name) for child in source.children]
             for table, child in zip(children, source.children, strict=True):
                 _check(table, (*KEY, *child.columns))
@@ -158,6 +158,7 @@ class Writer:
                 *self._key(item),
                 self._ts(to_datetime(item.window.end)),
                 item.window.seconds,
+                *item.target.definition,
                 *values(item.fetched.metrics),
                 self._ts(to_datetime(int(item.fetched.fetched_at))),
                 item.fetched.body,

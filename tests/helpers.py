@@ -97,6 +97,7 @@ def config_data(base_url: str, database_url: str, **overrides: Any) -> dict[str,
             "backoff_max": 0.01,
         },
         "windows": {"size": "1h"},
+        "sources": {"enabled": ["sessions"]},
         "orgs": [{"id": org} for org in ORGS],
     }
     for section, values in overrides.items():
@@ -113,6 +114,7 @@ def config_file(path: Path, base_url: str, db_url: str, extra: str = "", org: st
     path.write_text(
         f'[database]\nurl = "{db_url}"\n'
         f'[api]\nbase_url = "{base_url}"\nbackoff_base = 0.01\nbackoff_max = 0.05\n{extra}'
+        '[sources]\nenabled = ["sessions"]\n'
         f'[[orgs]]\nid = "org-alpha"\n{org}'
     )
     return path
@@ -128,6 +130,7 @@ def daemon_config_file(folder: Path, base_url: str) -> Path:
         '[windows]\nsize = "5m"\n'
         '[schedule]\ninterval = "2s"\ncatchup_horizon = "3h"\nrepoll_ages = ["5m"]\n'
         'jitter = "0s"\nshutdown_grace = "20s"\n'
+        '[sources]\nenabled = ["sessions"]\n'
         '[[orgs]]\nid = "org-alpha"\n[[orgs]]\nid = "org-beta"\n'
     )
     return path

@@ -20,11 +20,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from collector import backfill as bf
+from collector.calendars import windows
 from collector.cli import main
 from collector.cli.backfill import Reporter
 from collector.sim import Simulator, TokenGrant
 from collector.store import Store
-from collector.targets import Target
+from collector.targets import Target, Timing
 from collector.windows import DAY, windows_between
 from tests.helpers import TOKEN, invoke, sqlite_tables, ts
 
@@ -40,6 +41,7 @@ def write_config(tmp_path: Path, base_url: str, db_url: str, extra: str = "") ->
         f'[api]\nbase_url = "{base_url}"\nrate_limit = 2000\nconcurrency = 8\n'
         'backoff_base = 0.01\nbackoff_max = 0.02\n'
         '[windows]\nsize = "1h"\n'
+        '[sources]\nenabled = ["sessions"]\n'
         '[[orgs]]\nid = "org-alpha"\n'
         '[[orgs.segments]]\nname = "team"\nuser_ids = ["user-2"]\n'
         '[[orgs]]\nid = "org-beta"\n' + extra
@@ -112,7 +114,7 @@ def test_dry_run_counts_and_estimates_without_requests(
                  "--dry-run")
     assert result.exit_code == 0, result.output
     # 60 hourly windows for each of 3 targets; org-alpha/all has its first 24 already
-    assert "3 target(s) x 60 windows = 180 windows; 24 already done; 156 request(s)" in (
+    assert "3 target(s): 180 windows; 24 already done; 156 to fetch in 156 request(s)" in (
         result.output)
     assert "about 39s at 4 request(s)/s per token" in result.output  # 156 / 4
     assert live_sim.count() == 24
@@ -133,7 +135,7 @@ def test_dry_run_shares_the_rate_limit_of_one_token_held_in_two_variables(
         main, ["--config", str(config), "backfill", "--since", SINCE, "--until", "2026-10-02",
                "--dry-run"], env={**ENV, "BETA": beta_token}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "72 request(s) to make" in result.output
+    assert "72 to fetch in 72 request(s)" in result.output
     assert f"about {seconds} at 2 request(s)/s per token" in result.output
 
 
@@ -187,17 +189,17 @@ def test_the_plan_is_streamed() -> None:
         def not_due_starts(self, *args: object, **kwargs: object) -> set[int]:
             return set()
 
-    targets = [Target(f"org-{i}") for i in range(100)]
-    span = bf.Range.snapped(OCT1 - 5 * 365 * DAY, OCT1, 300)
-    assert span.windows_per_target * len(targets) > 50_000_000
+    targets = [Target(f"org-{i}", timing=Timing(calendar=windows(300))) for i in range(100)]
+    span = bf.Range(OCT1 - 5 * 365 * DAY, OCT1, now=OCT1)
+    assert sum(span.windows_of(t) for t in targets) > 50_000_000
     tracemalloc.start()
-    plan = bf.plan(NoLedger(), targets, span, clock=lambda: OCT1, interval=900, claims=None,
-                   force=True)
+    plan = bf.plan(NoLedger(), targets, span, clock=lambda: OCT1, claims=None, force=True)
     first = list(islice(plan, 100_000))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(first) == 100_000
     assert first[0] == (targets[0], next(windows_between(span.since, span.until, 300)))
+    assert first[1] == (targets[1], first[0][1])  # targets take turns
     # a day at a time, targets taking turns window by window
     assert first[1] == (targets[1], first[0][1])
     assert first[100] == (targets[0], next(islice(windows_between(span.since, span.until, 300),
@@ -364,12 +366,13 @@ def test_until_in_the_first_second_of_a_window_includes_it_in_the_run_and_the_dr
     live_sim: Simulator, tmp_path: Path
 ) -> None:
     """One rounding rule: an end inside a window (even half a second into it) includes it."""
-    span = bf.Range.snapped(OCT1, OCT1 + 5 * 3600 + 0.5, 3600)
-    assert (span.until, span.windows_per_target) == (OCT1 + 6 * 3600, 6)
+    span = bf.Range(OCT1, OCT1 + 5 * 3600 + 0.5, now=OCT1 + 30 * DAY)
+    assert span.bounds(windows(3600)) == (OCT1, OCT1 + 6 * 3600)
+    assert span.windows_of(Target("org-alpha")) == 6
     config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'r.db'}")
     until = "2026-10-01T05:00:00.500000+00:00"
     dry = cli(config, "backfill", "--since", SINCE, "--until", until, "--dry-run")
-    assert "3 target(s) x 6 windows = 18 windows" in dry.output
+    assert "3 target(s): 18 windows; 0 already done; 18 to fetch in 18 request(s)" in dry.output
     result = cli(config, "backfill", "--since", SINCE, "--until", until)
     assert "18 of 18 window(s) collected" in result.output
     assert live_sim.count() == 18

@@ -25,6 +25,7 @@ def write_config(path: Path, base_url: str, db_url: str, extra: str = "") -> Pat
         f'[database]\nurl = "{db_url}"\n'
         f'[api]\nbase_url = "{base_url}"\nbackoff_base = 0.01\nbackoff_max = 0.05\n'
         '[windows]\nsize = "1h"\n'
+        '[sources]\nenabled = ["sessions"]\n'
         '[[orgs]]\nid = "org-alpha"\n'
         '[[orgs.segments]]\nname = "team"\nuser_ids = ["user-1", "user-2"]\n'
         '[[orgs]]\nid = "org-beta"\ntoken_env = "BETA_TOKEN"\n' + extra
@@ -154,11 +155,22 @@ def test_demo_shows_real_rows(tmp_path: Path) -> None:
         days = conn.execute("SELECT COUNT(*) FROM session_metrics_daily").fetchone()[0]
         sessions = conn.execute("SELECT SUM(sessions_created_count) FROM session_metrics"
                                 " WHERE segment = 'all'").fetchone()[0]
+        every = conn.execute("SELECT COUNT(*), SUM(prs_created), SUM(searches),"
+                             " MIN(daily_active_users) FROM devin_daily").fetchone()
+        consumption = conn.execute("SELECT COUNT(*) FROM acu_consumption_daily").fetchone()[0]
     # 2 days of hourly windows, snapped to the hour: 48 or 49 per target, 3 targets
     assert windows in (3 * 48, 3 * 49)
     assert days >= 6
     assert sessions > 0
-    assert f"{windows} windows" in proc.stdout or f"collected {windows} windows" in proc.stdout
+    # every source: a row per org and day with PRs, searches and active users
+    rows_, prs, searches, dau = every
+    assert rows_ >= 4
+    assert prs > 0
+    assert searches > 0
+    assert dau is not None
+    assert consumption >= 4
+    assert "devin_daily" in proc.stdout
+    assert " 0 failed" in proc.stdout
 
 
 def test_a_different_window_size_is_refused_and_nothing_is_counted_twice(

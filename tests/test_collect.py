@@ -22,7 +22,7 @@ from tests.helpers import OTHER_TOKEN, T0, TOKEN, FakeClock, MakeClient, by_wind
 ALPHA, BETA = Target("org-alpha"), Target("org-beta")
 TEAM = Target("org-alpha", "team", user_ids=("user-1", "user-3"))
 DAY0 = list(windows_between(T0, T0 + DAY, 3600))
-POLICY = Policy(repoll_ages=(3600, 6 * 3600, DAY, 3 * DAY, 7 * DAY))
+POLICY = Policy()
 
 
 def collect(client: DevinClient, engine: Engine, work: list[tuple[Target, Window]],

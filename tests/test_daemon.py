@@ -174,7 +174,7 @@ def test_one_org_failing_does_not_stop_the_others_and_rests(
     again = sim.count(org_id="org-beta")
     assert first < again <= first + daemon.config.api.concurrency  # tried after the backoff
     statuses = {(s.org_id, s.segment): s for s in target_status(
-        Store(engine), targets_from_config(daemon.config), now=clock.now, size=3600, horizon=DAY,
+        Store(engine), targets_from_config(daemon.config), now=clock.now, horizon=DAY,
         max_age=3 * 900)}
     beta = statuses[("org-beta", "all")]
     assert beta.failing > 0
@@ -194,7 +194,7 @@ def test_status_counts(
     daemon = daemon_for(catchup_horizon="6h", repoll_ages=["1h"])
     daemon.run_org("org-alpha")
     ((alpha, _),) = [(s, 0) for s in target_status(
-        Store(engine), targets_from_config(daemon.config)[:1], now=clock.now, size=3600,
+        Store(engine), targets_from_config(daemon.config)[:1], now=clock.now,
         horizon=DAY, max_age=1800)]
     assert alpha.collected == 7  # open window + 6h of catch-up
     assert alpha.missing == 24 - 6  # the horizon of `status` is a day
@@ -253,8 +253,8 @@ def test_windows_a_run_cannot_reach_are_deferred_not_failed(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert rows(engine, "SELECT COUNT(*) AS n FROM collection_ledger"
                         " WHERE last_error IS NOT NULL OR failure_count > 0")[0]["n"] == 0
-    (alpha,) = target_status(Store(engine), targets_from_config(daemon.config)[:1], now=clock.now,
-                             size=3600, horizon=2 * DAY, max_age=1800)
+    (alpha,) = target_status(Store(engine), targets_from_config(daemon.config)[:1],
+                             now=clock.now, horizon=2 * DAY, max_age=1800)
     assert alpha.failing == 0
     assert alpha.collected == report.collected
     deferred = metrics.windows.labels("org-alpha", "sessions", "deferred")._value.get()

@@ -202,7 +202,10 @@ def test_simulate_serves_the_example_configs_org_and_says_how_to_use_it(tmp_path
                 timeout=60, check=False,
             )
             assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "collect: 4 of 4 window(s) collected" in proc.stdout
+        # the open window and the one before, of every source: sessions and PRs for the org
+        # and its segment (8), searches (2), active users by day, week and month (6) and
+        # billing days of consumption (2)
+        assert "collect: 18 of 18 window(s) collected" in proc.stdout
     finally:
         stop(served)
 

@@ -109,7 +109,8 @@ def test_collect_logs_json_with_fields_as_keys(tmp_path: Path) -> None:
         config.write_text(
             f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
             f'[api]\nbase_url = "{sim.base_url}"\nconcurrency = 1\n'
-            '[windows]\nsize = "1h"\n[[orgs]]\nid = "org-alpha"\n'
+            '[windows]\nsize = "1h"\n[sources]\nenabled = ["sessions"]\n'
+            '[[orgs]]\nid = "org-alpha"\n'
         )
         run = CliRunner()
         env = {"DEVIN_API_TOKEN": TOKEN}

@@ -151,8 +151,8 @@ def test_any_sequence_of_runs_faults_and_restarts_stores_the_truth(
                     start = T0 - back * HOUR
                     span, _ = bf.Range.up_to_now(start, start + length * HOUR, HOUR, clock.now)
                     run_collection(client, store,
-                                   bf.plan(store, [ALPHA], span, clock=clock, interval=900,
-                                           claims=None, force=force),
+                                   bf.plan(store, [ALPHA], span, clock=clock, claims=None,
+                                           force=force),
                                    policy=Policy.from_config(config), clock=clock)
                 elif step[0] == "fault":
                     inject(sim, step[1], step[2])
@@ -171,10 +171,10 @@ def test_any_sequence_of_runs_faults_and_restarts_stores_the_truth(
                     start = T0 - step[1] * HOUR
                     span, _ = bf.Range.up_to_now(
                         start, start + step[2] * HOUR, HOUR, clock.now)
-                    asked.update(range(span.since, span.until, HOUR))
+                    asked.update(range(*span.bounds(ALPHA.calendar), HOUR))
                     report = run_collection(
                         client, store,
-                        bf.plan(store, [ALPHA], span, clock=clock, interval=900, claims=None),
+                        bf.plan(store, [ALPHA], span, clock=clock, claims=None),
                         policy=Policy.from_config(config), clock=clock)
                     assert report.ok
         finally:

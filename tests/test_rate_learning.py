@@ -113,6 +113,7 @@ def test_a_backfill_learns_the_limit_and_says_so(tmp_path: Path) -> None:
             f'[api]\nbase_url = "{sim.base_url}"\nconcurrency = 8\n'
             'backoff_base = 0.01\nbackoff_max = 0.05\n[windows]\nsize = "5m"\n'
             '[schedule]\ninterval = "5m"\n'
+            '[sources]\nenabled = ["sessions"]\n'
             '[[orgs]]\nid = "org-alpha"\n'
         )
         env = {"DEVIN_API_TOKEN": TOKEN}

@@ -48,7 +48,7 @@ class World:
             f'[api]\nbase_url = "{self.sim.base_url}"\nrate_limit = 1000\nconcurrency = 2\n'
             'max_attempts = 3\nbackoff_base = 0.01\nbackoff_max = 0.05\nretry_after_cap = 5\n'
             'timeout = "1s"\nconnect_timeout = "1s"\n'
-            '[windows]\nsize = "1h"\n'
+            '[windows]\nsize = "1h"\n[sources]\nenabled = ["sessions"]\n'
             + (orgs or '[[orgs]]\nid = "org-alpha"\n')
             + extra
         )

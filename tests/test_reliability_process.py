@@ -43,6 +43,7 @@ def write_config(folder: Path, base_url: str, extra: str = "") -> Path:
         '[windows]\nsize = "5m"\n'
         '[schedule]\ninterval = "1s"\ncatchup_horizon = "8h"\nrepoll_ages = ["1h"]\n'
         'jitter = "0s"\n'
+        + '[sources]\nenabled = ["sessions"]\n'
         + "".join(f'[[orgs]]\nid = "{org}"\n' for org in ORGS) + extra
     )
     return path

@@ -165,6 +165,7 @@ def _config(tmp_path: Path, base_url: str, db_url: str) -> Path:
         '[windows]\nsize = "5m"\n'
         '[schedule]\ninterval = "2s"\ncatchup_horizon = "4h"\nrepoll_ages = ["1h"]\n'
         'jitter = "0s"\nshutdown_grace = "10s"\n'
+        '[sources]\nenabled = ["sessions"]\n'
         '[[orgs]]\nid = "org-alpha"\n[[orgs]]\nid = "org-beta"\n'
     )
     return path

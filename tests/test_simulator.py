@@ -309,7 +309,7 @@ def test_401(sim: Simulator, headers: dict[str, str]) -> None:
 def test_404(client: httpx.Client) -> None:
     assert "org-nope" in assert_problem(get(client, T0, T0 + DAY, org="org-nope"), 404)["detail"]
     assert_problem(client.get("/v3/elsewhere"), 404)
-    assert_problem(client.get("/v3/organizations/org-alpha/metrics/prs"), 404)
+    assert_problem(client.get("/v3/organizations/org-alpha/metrics/nothing"), 404)
 
 
 @pytest.mark.parametrize("token", ["cog_beta_only", "cog_no_metrics"])

@@ -33,6 +33,7 @@ def write_config(path: Path, base_url: str, db_url: str) -> Path:
         "max_attempts = 2\nconcurrency = 1\n"
         '[windows]\nsize = "1h"\n'
         '[schedule]\ncatchup_horizon = "6h"\n'
+        '[sources]\nenabled = ["sessions"]\n'
         '[[orgs]]\nid = "org-alpha"\n'
         '[[orgs.segments]]\nname = "team"\nuser_ids = ["user-1", "user-2"]\n'
         '[[orgs]]\nid = "org-beta"\ntoken_env = "BETA_TOKEN"\n'
@@ -204,7 +205,7 @@ def test_failing_windows_are_the_newest_few_per_target(engine: Engine) -> None:
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        got = target_status(Store(engine), [ALPHA, TEAM, BETA], now=now, size=HOUR,
+        got = target_status(Store(engine), [ALPHA, TEAM, BETA], now=now,
                             horizon=24 * HOUR, max_age=100 * HOUR, failing_limit=4)
     finally:
         event.remove(engine, "before_cursor_execute", record)

@@ -80,6 +80,10 @@ class Reporter:
     "--segment", "segments", multiple=True,
     help='Only this segment (repeatable; "all" is the whole org).',
 )
+@click.option(
+    "--source", "sources", multiple=True,
+    help="Only this source (repeatable): sessions, prs, searches, active_users, consumption.",
+)
 @click.option("--force", is_flag=True, help="Fetch settled windows again too.")
 @click.option("--dry-run", is_flag=True, help="Print what would be fetched, and how long it takes.")
 @click.option(
@@ -93,6 +97,7 @@ def backfill(
     until: str | None,
     orgs: tuple[str, ...],
     segments: tuple[str, ...],
+    sources: tuple[str, ...],
     force: bool,
     dry_run: bool,
     concurrency: int | None,
@@ -120,7 +125,7 @@ def backfill(
         if clamped:
             click.echo(
                 f"--until {until} is in the future: the backfill stops at the end of the open "
-                f"window, {when(span.until)}", err=True,
+                f"window, {when(int(span.until))}", err=True,
             )
         unknown = sorted(set(orgs) - {o.id for o in config.orgs})
         if unknown:
@@ -129,22 +134,28 @@ def backfill(
         unknown = sorted(set(segments) - known)
         if unknown:
             raise ConfigError(f"--segment {', '.join(unknown)}: no such segment is configured")
-        targets = targets_from_config(config, orgs, segments)
-        interval = config.schedule.interval
+        off = sorted(set(sources) - set(config.sources.enabled))
+        if off:
+            raise ConfigError(
+                f"--source {', '.join(off)}: not an enabled source; the enabled sources are "
+                f"{', '.join(config.sources.enabled)} ([sources].enabled)"
+            )
+        targets = targets_from_config(config, orgs, segments, sources)
+        total = sum(span.windows_of(t) for t in targets)
         if dry_run:
             with open_store(config, writable=False) as store:
                 keys = _token_keys(config, obj.env)
                 rates, how = _rates(config, store.learned_rates())
                 est = bf.estimate(
-                    store, targets, span, now=now, interval=interval, force=force,
+                    store, targets, span, now=now, force=force,
                     tokens=keys, rates={keys[org]: rate for org, rate in rates.items()},
                 )
             used = sorted({rates[t.org_id] for t in targets}) or [AUTO_START]
             speed = f"{used[0]:g}" if len(used) == 1 else f"{used[0]:g}-{used[-1]:g}"
             click.echo(
-                f"{len(targets)} target(s) x {span.windows_per_target} windows = "
-                f"{est.windows} windows; {est.windows - est.requests} already done; "
-                f"{est.requests} request(s) to make, about "
+                f"{len(targets)} target(s): {est.windows} windows; "
+                f"{est.windows - est.todo} already done; {est.todo} to fetch in "
+                f"{est.requests} request(s), about "
                 f"{format_duration(int(est.seconds)) if est.seconds else '0s'} at "
                 f"{speed} request(s)/s per token ({how})"
             )
@@ -156,13 +167,11 @@ def backfill(
             store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
             # a day of every target is claimed at once: the lease covers them all
             claims = bf.Claims(claim_owner("backfill"), _lease(config, size) * len(targets))
-            reporter = Reporter(
-                span.windows_per_target * len(targets), interactive=sys.stderr.isatty()
-            )
+            reporter = Reporter(total, interactive=sys.stderr.isatty())
             try:
                 report = collector.collect(
-                    bf.plan(store, targets, span, clock=time.time, interval=interval,
-                            claims=claims, force=force, on_skip=reporter.advance),
+                    bf.plan(store, targets, span, clock=time.time, claims=claims,
+                            force=force, on_skip=reporter.advance),
                     concurrency=workers,
                     on_saved=reporter.saved,
                     owner=claims.owner,

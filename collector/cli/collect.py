@@ -20,19 +20,20 @@ from collector.cli.support import (
 @click.command()
 @pass_context
 def collect(obj: Context) -> None:
-    """Fetch the current and the previous window for every org and segment, once."""
+    """Fetch the current and the previous window (or bucket) of every source, org and
+    segment, once."""
     from collector.assembly import open_collector
-    from collector.targets import targets_from_config
-    from collector.windows import due_now
+    from collector.targets import Target, chunks, targets_from_config
+    from collector.windows import Window
 
     with errors_to_exit_codes():
         config = obj.config()
         now = time.time()
-        work = [
-            (target, window)
-            for target in targets_from_config(config)
-            for window in due_now(now, config.windows.size)
-        ]
+        work: list[tuple[Target, Window]] = []
+        for target in targets_from_config(config):
+            current = target.calendar.at(now)
+            previous = target.calendar.at(current.start - 1)
+            work += chunks(target, [previous, current])
         with open_collector(config, obj.env) as collector:
             report = collector.collect(work)
     print_report(report, "collect")

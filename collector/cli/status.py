@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     "--max-age",
     metavar="DURATION",
     default=None,
-    help="Exit 1 when an org's last success is older than this (default: 3 x interval).",
+    help="Exit 1 when a target's last success is older than this (default: 3 x its "
+    "source's interval).",
 )
 @pass_context
 def status(obj: Context, as_json: bool, max_age: str | None) -> None:
@@ -50,7 +51,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     with errors_to_exit_codes():
         config = obj.config()
         try:
-            limit = parse_duration(max_age) if max_age else 3 * config.schedule.interval
+            limit = parse_duration(max_age) if max_age else None
         except ValueError as exc:
             raise ConfigError(f"--max-age: {exc}") from None
         with open_store(config, writable=False) as store:  # a read-only replica will do
@@ -58,7 +59,6 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
                 store,
                 targets_from_config(config),
                 now=time.time(),
-                size=config.windows.size,
                 horizon=config.schedule.catchup_horizon,
                 max_age=limit,
             )
@@ -71,7 +71,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
             newest = when(r.newest_window)
             age = "never" if r.staleness is None else f"{ago(r.staleness)} ago"
             if r.stale:
-                age += f" (max age {format_duration(int(limit))})"
+                age += f" (max age {format_duration(int(r.max_age))})"
             click.echo(
                 f"{r.flag:5} {_name(r)}: newest window {newest}, last success "
                 f"{age}; {r.collected} collected, {r.unsettled} unsettled, {r.missing} missing, "

@@ -2,7 +2,11 @@
 
 No auth, meant for loopback: ``POST/GET/DELETE /_sim/faults``, ``GET/DELETE /_sim/stats``,
 ``POST /_sim/clock`` (``{"now": t}`` freezes the clock, ``{"offset": s}`` runs real time
-shifted by ``s``), ``GET /_sim/truth?org_id=...&time_after=...&time_before=...``.
+shifted by ``s``), ``GET /_sim/truth?org_id=...&time_after=...&time_before=...`` (optional
+``endpoint``: ``sessions`` (default), ``prs``, ``searches``, ``dau``, ``wau``, ``mau``,
+``active-users`` with ``min_sessions``/``min_searches``, ``consumption`` with optional
+bounds), ``GET /_sim/orgs`` (the listed orgs) and ``POST /_sim/orgs``
+(``{"orgs": [...], "names": {...}}``, as :meth:`Simulator.set_orgs`).
 Admin calls are not recorded in the simulator's stats. Stdlib only.
 """
 
@@ -53,6 +57,10 @@ def handle_admin(h: HandlerBase, method: str, path: str, raw: bytes) -> None:
         _clock(h, payload)
     elif route == ("GET", "/_sim/truth"):
         _truth(h)
+    elif route == ("GET", "/_sim/orgs"):
+        h.send_json(200, {"orgs": sim.listed_orgs()})
+    elif route == ("POST", "/_sim/orgs"):
+        _orgs(h, payload)
     else:
         h.problem(404, f"no admin route for {method} {path}")
 
@@ -75,13 +83,52 @@ def _clock(h: HandlerBase, payload: Any) -> None:
     h.send_json(200, {"now": sim.now()})
 
 
+def _orgs(h: HandlerBase, payload: Any) -> None:
+    orgs = payload.get("orgs") if isinstance(payload, dict) else None
+    names = payload.get("names") if isinstance(payload, dict) else None
+    if (
+        not isinstance(orgs, list)
+        or not all(isinstance(o, str) for o in orgs)
+        or not (names is None or isinstance(names, dict))
+    ):
+        h.problem(400, 'expected {"orgs": [org ids], "names": {org id: name} (optional)}')
+        return
+    h.server.sim.set_orgs(orgs, {str(k): str(v) for k, v in (names or {}).items()})
+    h.send_json(200, {"orgs": h.server.sim.listed_orgs()})
+
+
+_TRUTH_PERIODS = {"dau": "day", "wau": "week", "mau": "month"}
+
+
 def _truth(h: HandlerBase) -> None:
     sim = h.server.sim
     q = parse_qs(urlsplit(h.path).query)
     org_id = one(q, "org_id")
+    endpoint = one(q, "endpoint") or "sessions"
     after = int_or_none(one(q, "time_after"))
     before = int_or_none(one(q, "time_before"))
+    if org_id is not None and endpoint == "consumption":
+        h.send_json(200, sim.truth_consumption(org_id, after, before))
+        return
     if org_id is None or after is None or before is None:
         h.problem(400, "org_id, time_after and time_before (integers) are required")
         return
-    h.send_json(200, sim.truth(org_id, after, before, **segment_filters(q)))
+    min_sessions = int_or_none(one(q, "min_sessions"))
+    min_searches = int_or_none(one(q, "min_searches"))
+    thresholds = (1 if min_sessions is None else min_sessions,
+                  1 if min_searches is None else min_searches)  # fmt: skip
+    body: Any
+    if endpoint == "sessions":
+        body = sim.truth(org_id, after, before, **segment_filters(q))
+    elif endpoint == "prs":
+        body = sim.truth_prs(org_id, after, before, **segment_filters(q))
+    elif endpoint == "searches":
+        body = sim.truth_searches(org_id, after, before)
+    elif endpoint in _TRUTH_PERIODS:
+        body = sim.truth_active_users(org_id, _TRUTH_PERIODS[endpoint], after, before, *thresholds)
+    elif endpoint == "active-users":
+        body = sim.truth_active_users_window(org_id, after, before, *thresholds)
+    else:
+        h.problem(400, f"unknown endpoint {endpoint!r}")
+        return
+    h.send_json(200, body)

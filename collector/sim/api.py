@@ -1,7 +1,7 @@
-"""Request routing and the metrics endpoint of the local API simulator.
+"""Request routing and the API endpoints of the local API simulator.
 
-:class:`Handler` dispatches ``/_sim/...`` to :mod:`collector.sim.admin` and answers
-``GET /v3/organizations/{org_id}/metrics/sessions`` in the check order documented in
+:class:`Handler` dispatches ``/_sim/...`` to :mod:`collector.sim.admin` and answers the API
+routes (:func:`collector.sim.endpoints.parse_route`) in the check order documented in
 :mod:`collector.sim`, through the simulator's public methods only. Stdlib only.
 """
 
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from collector.sim.admin import ADMIN_PREFIX, handle_admin
+from collector.sim.endpoints import ORG_PREFIX, parse_route, prepare
 from collector.sim.faults import fault_status, perform
-from collector.sim.http import HandlerBase, int_or_none, one, segment_filters
+from collector.sim.http import HandlerBase
+from collector.sim.records import PERMISSIONS
 
 __all__ = ["METRICS_PREFIX", "METRICS_SUFFIX", "Handler"]
 
-METRICS_PREFIX = "/v3/organizations/"
+METRICS_PREFIX = ORG_PREFIX
 METRICS_SUFFIX = "/metrics/sessions"
 
 
@@ -55,14 +56,15 @@ class Handler(HandlerBase):
             handle_admin(self, method, path, body)
             return
         sim = self.server.sim
-        if path.startswith(METRICS_PREFIX) and path.endswith(METRICS_SUFFIX):
+        route = parse_route(path)
+        if route is not None:
             self.problem(405, f"method {method} not allowed", {"Allow": "GET"})
-            sim.record(None, {}, 405)
+            sim.record(None, {}, 405, route.kind)
         else:
             self.problem(404, f"no route for {method} {path}")
-            sim.record(None, {}, 404)
+            sim.record(None, {}, 404, "unknown")
 
-    # -- the API endpoint ---------------------------------------------------------------
+    # -- the API endpoints --------------------------------------------------------------
 
     def _api(self) -> None:
         sim = self.server.sim
@@ -70,24 +72,21 @@ class Handler(HandlerBase):
         split = urlsplit(self.path)
         path = split.path
         q = parse_qs(split.query, keep_blank_values=True)
-        org_id: str | None = None
-        if path.startswith(METRICS_PREFIX) and path.endswith(METRICS_SUFFIX):
-            middle = path[len(METRICS_PREFIX) : -len(METRICS_SUFFIX)]
-            if middle and "/" not in middle:
-                org_id = middle
-        if org_id is None:
-            sim.record(None, q, 404)
+        route = parse_route(path)
+        if route is None:
+            sim.record(None, q, 404, "unknown")
             self.problem(404, f"no route for GET {path}")
             return
+        org_id, kind = route.org_id, route.kind
 
         def fail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
-            sim.record(org_id, q, status)
+            sim.record(org_id, q, status, kind)
             self.problem(status, detail, headers)
 
         auth = self.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
-        refused = sim.authorize(token if scheme.lower() == "bearer" else None, org_id)
+        refused = sim.authorize(token if scheme.lower() == "bearer" else None, org_id, kind)
         if refused == 401:
             fail(401, "missing, invalid or expired bearer token")
             return
@@ -95,57 +94,34 @@ class Handler(HandlerBase):
             fail(404, f"organization {org_id} not found")
             return
         if refused == 403:
-            fail(403, f"token lacks the ViewOrgMetrics permission for organization {org_id}")
+            where = f" for organization {org_id}" if org_id is not None else ""
+            fail(403, f"token lacks the {PERMISSIONS[kind]} permission{where}")
             return
-        errors: list[dict[str, Any]] = []
-        bounds: dict[str, int] = {}
-        for name in ("time_after", "time_before"):
-            raw = one(q, name)
-            value = int_or_none(raw)
-            if raw is None:
-                errors.append(
-                    {"type": "missing", "loc": ["query", name], "msg": "Field required",
-                     "input": None}
-                )  # fmt: skip
-            elif value is None:
-                errors.append(
-                    {"type": "int_parsing", "loc": ["query", name], "input": raw,
-                     "msg": "Input should be a valid integer, unable to parse string as an integer"}
-                )  # fmt: skip
-            else:
-                bounds[name] = value
-        if errors:
-            sim.record(org_id, q, 422)
-            self.send_json(422, {"detail": errors})
+        prepared = prepare(sim, route, q, token)
+        if prepared.errors:
+            sim.record(org_id, q, 422, kind)
+            self.send_json(422, {"detail": prepared.errors})
             return
-        after, before = bounds["time_after"], bounds["time_before"]
-        if after >= before:
-            fail(400, "time_after must be earlier than time_before")
-            return
-        if before - after > sim.max_range_days * 86_400:
-            fail(400, f"time range must not exceed {sim.max_range_days} days")
+        if prepared.bad is not None:
+            fail(400, prepared.bad)
             return
         wait = sim.take_rate_token(token)
         if wait is not None:
             fail(429, "rate limit exceeded", {"Retry-After": str(wait)})
             return
-        fault = sim.next_fault(org_id)
+        fault = sim.next_fault(org_id, kind)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
-
-        def real_body() -> dict[str, Any]:
-            return sim.truth(org_id, after, before, **segment_filters(q))
-
         if fault is None:
-            body = real_body()
-            sim.record(org_id, q, 200)
+            body = prepared.body()
+            sim.record(org_id, q, 200, kind)
             _answer_after(arrived, sim.latency)
             self.send_json(200, body)
         else:
-            sim.record(org_id, q, fault_status(fault))
+            sim.record(org_id, q, fault_status(fault), kind)
             _answer_after(arrived, sim.latency)
-            perform(fault, self, real_body)
+            perform(fault, self, prepared.body)
 
 
 def _answer_after(arrived: float, latency: float) -> None:

@@ -1,12 +1,22 @@
-"""Deterministic synthetic Devin sessions and the session-metrics aggregate built from them.
+"""Deterministic synthetic Devin sessions, their PRs and searches, and the session-metrics
+aggregate built from them.
 
 Pure: no I/O, stdlib only. Used by the local simulator (:mod:`collector.sim`), tests, the
-demo and benchmarks; never by the code that talks to the real API.
+demo and benchmarks; never by the code that talks to the real API. The other aggregates of
+the metrics family (PRs, searches, active users, consumption) are in :mod:`collector.sim.family`.
 
 Sessions are generated per UTC hour bucket from ``random.Random(f"{seed}:{org_id}:{hour}")``
 so any window of any length sees exactly the same sessions, and ``metrics()`` aggregates
 individual sessions, which makes answers for adjacent windows add up exactly (except
 ``avg_acus_per_session``, an average, which adds up once weighted by the count).
+
+PRs (:meth:`SyntheticData.prs`) are derived from the sessions without touching their draws:
+the ``i``-th session of an hour bucket draws from
+``random.Random(f"{seed}:{org_id}:{created_at}:{i}:pr")``. Every session with ``merged_at``
+has a PR; of the others 75 % opened one, half of which get closed unmerged (``closed_at``,
+a third 1..6 days later, the rest 10 minutes .. 30 hours later); the rest stay open.
+Searches (:meth:`SyntheticData.searches`) are an independent stream per org and hour
+(``f"{seed}:{org_id}:{hour}:searches"``), 0.8 per session on average, by the same users.
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ __all__ = [
     "LEGACY_ORIGINS",
     "PUBLIC_ORIGINS",
     "SIZES",
+    "SimPr",
+    "SimSearch",
     "SimSession",
     "SyntheticData",
 ]
@@ -82,6 +94,12 @@ _DIURNAL: tuple[float, ...] = (
     1.3, 1.5, 1.8, 1.9, 1.7, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.2,
 )  # fmt: skip
 _EXTRA_ORIGIN_SHARE = 0.05
+#: Share of the sessions without a merged PR that opened one anyway.
+_UNMERGED_PR_SHARE = 0.75
+#: Share of those unmerged PRs that get closed (the rest stay open).
+_CLOSED_PR_SHARE = 0.5
+#: Searches per session, on average (same diurnal and weekly rhythm, own draws).
+_SEARCHES_PER_SESSION = 0.8
 
 
 def _pick(cum: tuple[float, ...], u: float) -> int:
@@ -119,6 +137,32 @@ class SimSession:
     merged_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class SimPr:
+    """The PR a session opened; it counts in the windows of the session's ``created_at``."""
+
+    created_at: int
+    user_id: str
+    service_user_id: str | None
+    playbook_id: str | None
+    merged_at: int | None
+    closed_at: int | None
+
+    def state(self, now: int) -> str:
+        """``"merged"``, ``"closed"`` (unmerged) or ``"open"`` as of ``now``."""
+        if self.merged_at is not None and self.merged_at <= now:
+            return "merged"
+        if self.closed_at is not None and self.closed_at <= now:
+            return "closed"
+        return "open"
+
+
+@dataclass(frozen=True, slots=True)
+class SimSearch:
+    created_at: int
+    user_id: str
+
+
 class SyntheticData:
     """Deterministic per-org stream of synthetic sessions."""
 
@@ -143,6 +187,8 @@ class SyntheticData:
         # Bounded per-instance cache (lru_cache is thread-safe).
         self._bucket = functools.lru_cache(maxsize=4096)(self._generate_bucket)
         self._org_factor = functools.lru_cache(maxsize=1024)(self._generate_org_factor)
+        self._pr_bucket = functools.lru_cache(maxsize=4096)(self._generate_pr_bucket)
+        self._search_bucket = functools.lru_cache(maxsize=4096)(self._generate_search_bucket)
 
     def __repr__(self) -> str:
         return (
@@ -156,15 +202,17 @@ class SyntheticData:
         """Per-org activity multiplier in [0.5, 1.5)."""
         return 0.5 + random.Random(f"{self.seed}:{org_id}:org").random()
 
+    def _base_rate(self, org_id: str, hour_index: int) -> float:
+        """Expected sessions in the hour, before the hour's own random factor."""
+        weekday = (hour_index // 24 + 3) % 7  # 1970-01-01 was a Thursday; 5, 6 = weekend
+        lam = self.sessions_per_hour * self._org_factor(org_id) * _DIURNAL[hour_index % 24]
+        return lam * 0.35 if weekday >= 5 else lam
+
     def _generate_bucket(self, org_id: str, hour_index: int) -> tuple[SimSession, ...]:
         # Every session consumes the same number of draws whatever the configuration
         # (users_per_org, extra_origins), so changing those only changes the affected fields.
         rng = random.Random(f"{self.seed}:{org_id}:{hour_index}")
-        hour_of_day = hour_index % 24
-        weekday = (hour_index // 24 + 3) % 7  # 1970-01-01 was a Thursday; 5, 6 = weekend
-        lam = self.sessions_per_hour * self._org_factor(org_id) * _DIURNAL[hour_of_day]
-        if weekday >= 5:
-            lam *= 0.35
+        lam = self._base_rate(org_id, hour_index)
         lam *= 0.75 + 0.5 * rng.random()
         n = _poisson(rng, lam)
         start = hour_index * HOUR
@@ -208,7 +256,52 @@ class SyntheticData:
         out.sort(key=lambda s: s.created_at)
         return tuple(out)
 
+    def _generate_pr_bucket(self, org_id: str, hour_index: int) -> tuple[SimPr, ...]:
+        out: list[SimPr] = []
+        for i, s in enumerate(self._bucket(org_id, hour_index)):
+            rng = random.Random(f"{self.seed}:{org_id}:{s.created_at}:{i}:pr")
+            u_pr, u_close, u_slow, u_delay = (rng.random() for _ in range(4))
+            closed_at: int | None = None
+            if s.merged_at is None:
+                if u_pr >= _UNMERGED_PR_SHARE:
+                    continue  # no PR
+                if u_close < _CLOSED_PR_SHARE:
+                    slow = u_slow < 1 / 3
+                    delay = DAY + u_delay * 5 * DAY if slow else 600 + u_delay * 30 * HOUR
+                    closed_at = s.created_at + int(delay)
+            out.append(
+                SimPr(
+                    created_at=s.created_at,
+                    user_id=s.user_id,
+                    service_user_id=s.service_user_id,
+                    playbook_id=s.playbook_id,
+                    merged_at=s.merged_at,
+                    closed_at=closed_at,
+                )
+            )
+        return tuple(out)
+
+    def _generate_search_bucket(self, org_id: str, hour_index: int) -> tuple[SimSearch, ...]:
+        rng = random.Random(f"{self.seed}:{org_id}:{hour_index}:searches")
+        lam = self._base_rate(org_id, hour_index) * _SEARCHES_PER_SESSION
+        lam *= 0.75 + 0.5 * rng.random()
+        start = hour_index * HOUR
+        out = [
+            SimSearch(
+                created_at=start + int(rng.random() * HOUR),
+                user_id=f"user-{1 + int(rng.random() * self.users_per_org)}",
+            )
+            for _ in range(_poisson(rng, lam))
+        ]
+        out.sort(key=lambda s: s.created_at)
+        return tuple(out)
+
     # -- public API ---------------------------------------------------------------------
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        """The user pool of every org: ``user-1 .. user-N`` (N = ``users_per_org``)."""
+        return tuple(f"user-{i}" for i in range(1, self.users_per_org + 1))
 
     def sessions(self, org_id: str, start: int, end: int) -> Iterator[SimSession]:
         """Every session of ``org_id`` with ``start <= created_at < end``, in time order."""
@@ -218,6 +311,25 @@ class SyntheticData:
             for s in self._bucket(org_id, hour_index):
                 if start <= s.created_at < end:
                     yield s
+
+    def prs(self, org_id: str, start: int, end: int) -> Iterator[SimPr]:
+        """The PR of every session of ``org_id`` with ``start <= created_at < end`` that
+        opened one, in time order."""
+        if end <= start:
+            return
+        for hour_index in range(start // HOUR, (end - 1) // HOUR + 1):
+            for pr in self._pr_bucket(org_id, hour_index):
+                if start <= pr.created_at < end:
+                    yield pr
+
+    def searches(self, org_id: str, start: int, end: int) -> Iterator[SimSearch]:
+        """Every search of ``org_id`` with ``start <= created_at < end``, in time order."""
+        if end <= start:
+            return
+        for hour_index in range(start // HOUR, (end - 1) // HOUR + 1):
+            for search in self._search_bucket(org_id, hour_index):
+                if start <= search.created_at < end:
+                    yield search
 
     def metrics(
         self,

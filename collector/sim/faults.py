@@ -1,6 +1,6 @@
 """Fault descriptions for the local API simulator (:mod:`collector.sim`).
 
-A :class:`Fault` says how to spoil the answer to a matching metrics request; a
+A :class:`Fault` says how to spoil the answer to a matching API request; a
 :class:`FaultQueue` keeps them in FIFO order and hands out the first matching one.
 Stdlib only; :func:`perform` carries a fault out through the simulator's request handler.
 """
@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from collector.sim.records import ENDPOINTS
+
 __all__ = [
     "FAULT_KINDS",
     "Fault",
@@ -29,6 +31,8 @@ __all__ = [
 FAULT_KINDS: frozenset[str] = frozenset(
     {"status", "slow", "reset", "truncate", "html", "empty", "nonjson", "body"}
 )
+_FAULT_ENDPOINTS: frozenset[str] = frozenset(ENDPOINTS) - {"unknown"}
+_ORGLESS_ENDPOINTS: frozenset[str] = frozenset({"organizations", "self"})
 
 
 @dataclass
@@ -46,10 +50,14 @@ class Fault:
       - ``nonjson``: 200 ``application/json`` whose body is not JSON.
       - ``body``: 200 ``application/json`` with ``json.dumps(body)`` when ``body`` is not
         None, else the real body with ``patch`` merged in shallowly (a None value sets the
-        key to null) and the ``remove`` keys deleted.
+        key to null) and the ``remove`` keys deleted; for a list body (``metrics/dau``...)
+        ``patch`` and ``remove`` apply to each item.
 
     ``count`` is how many matching requests it applies to (-1 = forever); ``org_id``
-    restricts it to one organization.
+    restricts it to one organization, ``endpoint`` to one endpoint kind (``sessions``,
+    ``prs``, ``searches``, ``active_users``, ``consumption``, ``organizations``, ``self``).
+    A fault without ``endpoint`` applies to every endpoint of an org; the endpoints of no
+    org (``organizations``, ``self``) only see the faults that name them.
     """
 
     kind: str
@@ -62,6 +70,7 @@ class Fault:
     body: Any = None
     patch: dict[str, Any] | None = None
     remove: tuple[str, ...] = field(default_factory=tuple)
+    endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -70,9 +79,20 @@ class Fault:
             raise ValueError("count must be a positive integer or -1 (forever)")
         if self.kind == "status" and not 100 <= self.status <= 599:
             raise ValueError(f"status out of range: {self.status}")
+        if self.endpoint is not None and self.endpoint not in _FAULT_ENDPOINTS:
+            raise ValueError(
+                f"unknown endpoint {self.endpoint!r}; one of {sorted(_FAULT_ENDPOINTS)}"
+            )
         self.remove = tuple(self.remove)
 
-    def matches(self, org_id: str | None) -> bool:
+    def matches(self, org_id: str | None, endpoint: str | None = None) -> bool:
+        """Whether the fault applies to a request of ``endpoint`` (kind) for ``org_id``
+        (None: an endpoint of no org); ``endpoint=None`` checks the org only."""
+        if endpoint is not None:
+            if self.endpoint is not None and self.endpoint != endpoint:
+                return False
+            if endpoint in _ORGLESS_ENDPOINTS:
+                return self.endpoint == endpoint and self.org_id is None
         return self.org_id is None or self.org_id == org_id
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,13 +107,14 @@ class Fault:
             "body": self.body,
             "patch": self.patch,
             "remove": list(self.remove),
+            "endpoint": self.endpoint,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Fault:
         known = {
             "kind", "count", "org_id", "status", "detail", "retry_after",
-            "delay", "body", "patch", "remove",
+            "delay", "body", "patch", "remove", "endpoint",
         }  # fmt: skip
         unknown = set(d) - known
         if unknown:
@@ -115,19 +136,27 @@ class Fault:
             body=d.get("body"),
             patch=patch,
             remove=tuple(str(k) for k in d.get("remove") or ()),
+            endpoint=None if d.get("endpoint") is None else str(d["endpoint"]),
         )
 
 
-def patch_body(fault: Fault, real: Mapping[str, Any]) -> bytes:
-    """The body a ``body`` fault sends instead of ``real``."""
+def patch_body(fault: Fault, real: Any) -> bytes:
+    """The body a ``body`` fault sends instead of ``real`` (an object, or a list of objects
+    patched one by one)."""
     if fault.body is not None:
         return json.dumps(fault.body).encode()
-    out = dict(real)
-    if fault.patch:
-        out.update(fault.patch)
-    for key in fault.remove:
-        out.pop(key, None)
-    return json.dumps(out).encode()
+
+    def patched(item: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(item)
+        if fault.patch:
+            out.update(fault.patch)
+        for key in fault.remove:
+            out.pop(key, None)
+        return out
+
+    if isinstance(real, list):
+        return json.dumps([patched(item) for item in real]).encode()
+    return json.dumps(patched(real)).encode()
 
 
 class FaultQueue:
@@ -149,10 +178,10 @@ class FaultQueue:
         with self._lock:
             return list(self._faults)
 
-    def take(self, org_id: str | None) -> Fault | None:
+    def take(self, org_id: str | None, endpoint: str | None = None) -> Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if fault.matches(org_id):
+                if fault.matches(org_id, endpoint):
                     if fault.count > 0:
                         fault.count -= 1
                         if fault.count == 0:
@@ -195,7 +224,7 @@ def fault_status(fault: Fault) -> int:
 _HTML = b"<!doctype html><html><body><h1>Gateway maintenance</h1></body></html>"
 
 
-def perform(fault: Fault, out: Responder, real_body: Callable[[], dict[str, Any]]) -> None:
+def perform(fault: Fault, out: Responder, real_body: Callable[[], Any]) -> None:
     """Answer the current request as ``fault`` says (``slow`` is handled by the caller)."""
     if fault.kind == "status":
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None

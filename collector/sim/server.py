@@ -1,31 +1,30 @@
-"""The simulated API server: :class:`Simulator`, :func:`serve` and the records they keep.
+"""The simulated API server: :class:`Simulator` (:func:`~collector.sim.launch.serve` runs
+one from the command line; the records it keeps are in :mod:`collector.sim.records`).
 
 The behaviour (check order, faults, admin endpoints) is described in :mod:`collector.sim`.
-The HTTP handler (:mod:`collector.sim.api`, :mod:`collector.sim.admin`) reads and changes the
-simulator only through its public methods: :meth:`Simulator.authorize`,
-:meth:`Simulator.knows`, :meth:`Simulator.take_rate_token`, :meth:`Simulator.next_fault`,
-:meth:`Simulator.record`, :meth:`Simulator.truth` and the fault, stats and clock methods.
-Stdlib only.
+The HTTP handler (:mod:`collector.sim.api`, :mod:`collector.sim.endpoints`,
+:mod:`collector.sim.admin`) reads and changes the simulator only through its public methods:
+:meth:`Simulator.authorize`, :meth:`Simulator.knows`, :meth:`Simulator.take_rate_token`,
+:meth:`Simulator.next_fault`, :meth:`Simulator.record`, the ``truth*`` accessors,
+:meth:`Simulator.identity`, :meth:`Simulator.org_page` and the org, fault, stats and clock
+methods. Stdlib only.
 """
 
 from __future__ import annotations
 
-import errno
 import math
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from types import FrameType, TracebackType
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
-from collector.errors import ConfigError
+from collector.sim import family
 from collector.sim.api import Handler
 from collector.sim.data import SyntheticData
 from collector.sim.faults import Fault, FaultQueue
 from collector.sim.http import SimServer, int_or_none, one
+from collector.sim.records import OrgDirectory, RequestRecord, TokenGrant
 
 __all__ = [
     "DEFAULT_ORGS",
@@ -33,48 +32,10 @@ __all__ = [
     "RequestRecord",
     "Simulator",
     "TokenGrant",
-    "serve",
 ]
 
 DEFAULT_ORGS: tuple[str, ...] = ("org-alpha", "org-beta")
 DEFAULT_TOKEN = "cog_sim_token"  # noqa: S105 - the simulator's well-known test token
-
-
-@dataclass
-class TokenGrant:
-    """What a bearer token may see: ``orgs=None`` means every org."""
-
-    orgs: frozenset[str] | None
-    can_view_metrics: bool = True
-
-    def covers(self, org_id: str) -> bool:
-        """Whether the token may read ``org_id``'s metrics."""
-        return self.can_view_metrics and (self.orgs is None or org_id in self.orgs)
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One API request seen by the simulator (admin calls are not recorded).
-
-    ``status`` is the HTTP status sent; 0 for ``reset``/``truncate`` faults. ``at`` is the
-    real wall-clock time (``time.time()``) the request arrived, not the simulator clock.
-    ``org_id`` is None for unknown paths; the time bounds are None when not integers.
-    """
-
-    org_id: str | None
-    time_after: int | None
-    time_before: int | None
-    user_ids: tuple[str, ...]
-    service_user_ids: tuple[str, ...]
-    playbook_id: str | None
-    status: int
-    at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["user_ids"] = list(self.user_ids)
-        d["service_user_ids"] = list(self.service_user_ids)
-        return d
 
 
 class Simulator:
@@ -91,11 +52,17 @@ class Simulator:
         rate_limit: float | None = None,
         burst: float | None = None,
         max_range_days: int = 100,
+        org_names: Mapping[str, str] | None = None,
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be positive")
         self._data = data if data is not None else SyntheticData(seed=0)
-        self._orgs = None if orgs is None else frozenset(orgs)
+        self._orgs = OrgDirectory(
+            known=None if orgs is None else frozenset(orgs),
+            seed=self._data.seed,
+            clock=self.now,
+            names=org_names,
+        )
         self._tokens: dict[str, TokenGrant] = dict(
             tokens if tokens is not None else {DEFAULT_TOKEN: TokenGrant(None)}
         )
@@ -164,30 +131,55 @@ class Simulator:
     @property
     def orgs(self) -> frozenset[str] | None:
         """The org ids the simulator knows; None means it knows every org id."""
-        return self._orgs
+        return self._orgs.known
 
     def knows(self, org_id: str) -> bool:
-        return self._orgs is None or org_id in self._orgs
+        return self._orgs.knows(org_id)
+
+    def set_orgs(self, orgs: Iterable[str], names: Mapping[str, str] | None = None) -> None:
+        """Know (and list) exactly ``orgs`` from now on: a removed org answers 404 and is no
+        longer listed. ``names`` (re)names some of them (default name ``Org {org_id}``);
+        an added org is created, a renamed one updated, at the simulator clock."""
+        self._orgs.set(orgs, names)
+
+    def listed_orgs(self) -> list[dict[str, Any]]:
+        """Every org ``GET /v3/enterprise/organizations`` lists, sorted by ``org_id``: the
+        known orgs, or with ``orgs=None`` the ones named in ``org_names``."""
+        return self._orgs.listed()
+
+    def org_page(self, first: int, after: str | None) -> dict[str, Any]:
+        """The ``/v3/enterprise/organizations`` page of ``first`` orgs after the org id
+        ``after`` (a decoded cursor; None for the first page)."""
+        return self._orgs.page(first, after)
 
     @property
     def tokens(self) -> tuple[str, ...]:
         """The bearer tokens the simulator accepts, sorted."""
         return tuple(sorted(self._tokens))
 
-    def authorize(self, token: str | None, org_id: str) -> int | None:
-        """None when ``token`` may read ``org_id``'s metrics, else the status refusing it.
+    def authorize(
+        self, token: str | None, org_id: str | None, endpoint: str = "sessions"
+    ) -> int | None:
+        """None when ``token`` may call ``endpoint`` (kind) of ``org_id`` (None: an endpoint
+        of no org), else the status refusing it.
 
         401 for a missing or unknown token, 404 for an org the simulator does not know,
-        403 for a token that does not cover the org or lacks ViewOrgMetrics; in that order.
+        403 for a token that does not cover the org or lacks the endpoint's permission
+        (``can_view_metrics``, ``denied``); in that order.
         """
         grant = self._tokens.get(token) if token else None
         if grant is None:
             return 401
-        if not self.knows(org_id):
+        if org_id is not None and not self.knows(org_id):
             return 404
-        if not grant.covers(org_id):
+        if not grant.permits(endpoint, org_id):
             return 403
         return None
+
+    def identity(self, token: str | None) -> dict[str, Any] | None:
+        """The ``/v3/self`` body for ``token``; None for a missing or unknown token."""
+        grant = self._tokens.get(token) if token else None
+        return None if grant is None or token is None else grant.identity(token)
 
     @property
     def data(self) -> SyntheticData:
@@ -210,9 +202,10 @@ class Simulator:
         """The injected faults not used up yet, in the order they apply."""
         return self._faults.pending()
 
-    def next_fault(self, org_id: str) -> Fault | None:
-        """Consume one use of the first pending fault matching ``org_id``, if any."""
-        return self._faults.take(org_id)
+    def next_fault(self, org_id: str | None, endpoint: str | None = None) -> Fault | None:
+        """Consume one use of the first pending fault matching ``org_id`` (and ``endpoint``,
+        a kind, when given), if any."""
+        return self._faults.take(org_id, endpoint)
 
     def truth(
         self,
@@ -234,6 +227,69 @@ class Simulator:
             playbook_id=playbook_id,
         )
 
+    def truth_prs(
+        self,
+        org_id: str,
+        time_after: int,
+        time_before: int,
+        user_ids: Iterable[str] | None = None,
+        service_user_ids: Iterable[str] | None = None,
+        playbook_id: str | None = None,
+    ) -> dict[str, Any]:
+        """What ``metrics/prs`` answers right now (ignoring faults) for these arguments."""
+        return family.pr_metrics(
+            self._data,
+            org_id,
+            time_after,
+            time_before,
+            now=self.now(),
+            user_ids=None if user_ids is None else list(user_ids),
+            service_user_ids=None if service_user_ids is None else list(service_user_ids),
+            playbook_id=playbook_id,
+        )
+
+    def truth_searches(self, org_id: str, time_after: int, time_before: int) -> dict[str, Any]:
+        """What ``metrics/searches`` answers right now (ignoring faults)."""
+        return family.search_metrics(self._data, org_id, time_after, time_before, self.now())
+
+    def truth_active_users(
+        self,
+        org_id: str,
+        period: str,
+        time_after: int,
+        time_before: int,
+        min_sessions: int = 1,
+        min_searches: int = 1,
+    ) -> list[dict[str, Any]]:
+        """What ``metrics/dau`` (``period="day"``), ``/wau`` (``"week"``) or ``/mau``
+        (``"month"``) answers right now (ignoring faults)."""
+        return family.active_users(
+            self._data, org_id, period, time_after, time_before, self.now(),
+            min_sessions, min_searches,
+        )  # fmt: skip
+
+    def truth_active_users_window(
+        self,
+        org_id: str,
+        time_after: int,
+        time_before: int,
+        min_sessions: int = 1,
+        min_searches: int = 1,
+    ) -> dict[str, Any]:
+        """What ``metrics/active-users`` answers right now (ignoring faults)."""
+        return family.active_users_window(
+            self._data, org_id, time_after, time_before, self.now(), min_sessions, min_searches
+        )
+
+    def truth_consumption(
+        self, org_id: str, time_after: int | None, time_before: int | None
+    ) -> dict[str, Any]:
+        """What ``consumption/daily`` answers right now (ignoring faults); a None bound
+        takes the endpoint's default (:func:`collector.sim.family.consumption_window`)."""
+        now = self.now()
+        after, before = family.consumption_window(time_after, time_before, now)
+        return family.consumption(self._data, org_id, after, before, now)
+
     # -- stats --------------------------------------------------------------------------
 
     @property
@@ -245,16 +301,28 @@ class Simulator:
         with self._lock:
             self._records.clear()
 
-    def count(self, org_id: str | None = None, status: int | None = None) -> int:
+    def count(
+        self, org_id: str | None = None, status: int | None = None, endpoint: str | None = None
+    ) -> int:
+        """The recorded requests matching every given filter (``endpoint``: a kind)."""
         with self._lock:
             return sum(
                 1
                 for r in self._records
-                if (org_id is None or r.org_id == org_id) and (status is None or r.status == status)
+                if (org_id is None or r.org_id == org_id)
+                and (status is None or r.status == status)
+                and (endpoint is None or r.endpoint == endpoint)
             )
 
-    def record(self, org_id: str | None, q: Mapping[str, list[str]], status: int) -> None:
-        """Add an API request (its ``parse_qs`` query ``q``) answered with ``status``."""
+    def record(
+        self,
+        org_id: str | None,
+        q: Mapping[str, list[str]],
+        status: int,
+        endpoint: str = "sessions",
+    ) -> None:
+        """Add an API request of ``endpoint`` (kind; its ``parse_qs`` query ``q``) answered
+        with ``status``."""
         rec = RequestRecord(
             org_id=org_id,
             time_after=int_or_none(one(q, "time_after")),
@@ -264,6 +332,7 @@ class Simulator:
             playbook_id=one(q, "playbook_id"),
             status=status,
             at=time.time(),
+            endpoint=endpoint,
         )
         with self._lock:
             self._records.append(rec)
@@ -285,74 +354,10 @@ class Simulator:
         return max(1, math.ceil((1.0 - level) / rate))
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    *,
-    token_envs: Sequence[str] = ("DEVIN_API_TOKEN",),
-    orgs_from: str | None = None,
-    **kwargs: Any,
-) -> None:
-    """Run a :class:`Simulator` (built from ``kwargs``) until SIGINT/SIGTERM.
+def __getattr__(name: str) -> Any:
+    """``collector.sim.server.serve`` still works; it lives in :mod:`collector.sim.launch`."""
+    if name == "serve":
+        from collector.sim.launch import serve
 
-    The first line printed is ``simulator listening on URL``; the next ones say which orgs
-    it serves (``orgs_from`` names where they came from), which token it accepts and how to
-    point the collector at it (``token_envs``: the variables the configuration reads).
-    A port that cannot be bound raises `ConfigError` naming it.
-    """
-    sim = Simulator(**kwargs)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    try:
-        url = sim.start(host, port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            problem = "the port is already in use (another simulator, or another program?)"
-        else:
-            problem = exc.strerror or str(exc)
-        raise ConfigError(
-            f"the simulator cannot listen on {host}:{port}: {problem}. "
-            "Pick another --port (0 picks a free one) or --host"
-        ) from None
-    in_main = threading.current_thread() is threading.main_thread()
-    previous: dict[signal.Signals, Any] = {}
-    if in_main:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        print(f"simulator listening on {url}", flush=True)
-        print(_banner(sim, url, token_envs, orgs_from), flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _banner(sim: Simulator, url: str, token_envs: Sequence[str], orgs_from: str | None) -> str:
-    """What the simulator serves and how to point the collector at it, for people."""
-    parts = urlsplit(url)
-    if parts.hostname in ("0.0.0.0", "::"):  # noqa: S104 - naming it, not binding it
-        url = f"http://127.0.0.1:{parts.port}"
-    if sim.orgs is None:
-        orgs = "any org id"
-    else:
-        orgs = ", ".join(sorted(sim.orgs)) + (f" (from {orgs_from})" if orgs_from else "")
-    tokens = sim.tokens
-    lines = [
-        f"  serves orgs: {orgs}",
-        f"  accepts token: {', '.join(tokens) if tokens else '(none)'}",
-        "To collect from it, set in the configuration's [api] section:",
-        f'  base_url = "{url}"',
-    ]
-    if tokens:
-        lines.append("and in the shell that runs the collector:")
-        lines += [f"  export {name}={tokens[0]}" for name in dict.fromkeys(token_envs)]
-    lines.append("Synthetic data only, never the real API. Ctrl-C stops it.")
-    return "\n".join(lines)
+        return serve
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
