@@ -22,6 +22,8 @@ from collector.errors import (
     AuthenticationError,
     CollectorError,
     DeferredError,
+    InvalidPayloadError,
+    MalformedResponseError,
     NetworkError,
     OrgNotFoundError,
     PermissionDeniedError,
@@ -216,6 +218,68 @@ class DevinClient:
             )
         return limiter.acquire()
 
+    def whoami(self, org_id: str) -> dict[str, object]:
+        """Who `org_id`'s token is: the JSON object ``GET /v3/self`` answers (its shape
+        depends on ``principal_type``; it never holds the token). Transient failures are
+        retried up to the policy's attempts; errors are mapped as `fetch` maps them (401
+        `AuthenticationError`, 403 `PermissionDeniedError`, a 404 `RequestRejectedError`,
+        `NetworkError` ...). Not counted by the `on_attempt` hook."""
+        token = self._credentials.token(org_id)
+        limiter = self._limiters[self._credentials.token_id(org_id)]
+        attempt = 0
+        while True:
+            attempt += 1
+            self._wait_for_limiter(limiter, attempt, None)
+            try:
+                with self._slots:
+                    response = self._http.get(
+                        "/v3/self", headers={"Authorization": f"Bearer {token}"}
+                    )
+                if response.status_code == 200:
+                    body = json.loads(response.content)
+                    if not isinstance(body, dict):
+                        raise InvalidPayloadError(
+                            "GET /v3/self answered 200 with JSON that is not an object",
+                            org_id=org_id, status=200,
+                        )
+                    return body
+                status, detail = response.status_code, _problem_detail(
+                    self._credentials.scrub(response.text)
+                )
+                if status == 403:
+                    raise PermissionDeniedError(
+                        f"the API will not say who the token is (403{detail}); some pages "
+                        "say GET /v3/self needs the ReadAccountMeta permission",
+                        org_id=org_id, status=status,
+                    )
+                if status == 404:
+                    raise RequestRejectedError(
+                        f"the API has no GET /v3/self (404{detail}): check [api].base_url",
+                        org_id=org_id, status=status,
+                    )
+                raise self._status_error(Target(org_id), response)
+            except ValueError:  # not JSON, or not UTF-8
+                error: TransientApiError = MalformedResponseError(
+                    "GET /v3/self answered 200 with a body that is not JSON",
+                    org_id=org_id, status=200,
+                )
+            except httpx.TimeoutException as exc:
+                error = NetworkError(
+                    f"the API did not answer in time ({type(exc).__name__})", org_id=org_id
+                )
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                error = NetworkError(
+                    self._credentials.scrub(f"network error ({type(exc).__name__}: {exc})"),
+                    org_id=org_id,
+                )
+            except TransientApiError as exc:
+                error = exc
+            cap = self._policy.retry_after_cap
+            if attempt >= self._policy.max_attempts or (error.retry_after or 0) > cap:
+                error.attempts = attempt
+                raise error
+            self._sleep(self._policy.delay(attempt, error.retry_after))
+
     def rates(self, *, learned_only: bool = False) -> dict[str, float]:
         """The rate each token runs at now, by the name of its environment variable (what
         status, dry runs and Prometheus show). With `learned_only`, only the tokens whose
@@ -280,9 +344,11 @@ class DevinClient:
                 status=status,
             )
         if status == 403:
+            what = "metrics" if target.source.permission.startswith("View") else "data"
             return PermissionDeniedError(
-                f"org {org}: the token may not read this org's metrics (403{detail}). Give its "
-                "service user the ViewOrgMetrics permission in this org",
+                f"org {org}: the token may not read this org's {target.source.config_name} "
+                f"{what} (403{detail}). Give its service user the "
+                f"{target.source.permission} permission in this org",
                 org_id=org,
                 status=status,
             )

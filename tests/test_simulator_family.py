@@ -602,7 +602,7 @@ def test_validation(client: httpx.Client, what: str) -> None:
     assert call(client, what, T0, "1.5").status_code == 422
     assert_problem(call(client, what, T0, T0), 400)
     assert_problem(call(client, what, T0 + 1, T0), 400)
-    if what in ("metrics/prs", "metrics/searches", "metrics/active-users"):
+    if what in ("metrics/sessions", "metrics/prs", "metrics/searches", "metrics/active-users"):
         # one aggregate per window: the range cap applies
         assert_problem(call(client, what, T0 - 100 * DAY - 1, T0), 400)
     else:

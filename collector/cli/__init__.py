@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from collector.cli.backfill import backfill
+from collector.cli.check import check
 from collector.cli.collect import collect
 from collector.cli.db import db
 from collector.cli.run import run
@@ -48,5 +49,5 @@ def main(
     ctx.obj = Context(config_flag, log_format, verbose)
 
 
-for command in (db, collect, run, status, backfill, simulate, demo):
+for command in (db, collect, run, status, backfill, check, simulate, demo):
     main.add_command(command)

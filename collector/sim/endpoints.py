@@ -6,9 +6,9 @@ to compute the body through the simulator's public methods. Stdlib only.
 
 Query rules: ``time_after``/``time_before`` are required integers everywhere except on
 ``consumption/daily`` (optional there: see :func:`collector.sim.family.consumption_window`);
-every time window must be non-empty and, for one-aggregate endpoints, at most ``max_range_days``
-long (400), the
-consumption one once its defaults are resolved. ``min_sessions``/``min_searches``
+every time window must be non-empty (the consumption one once its defaults are resolved)
+and, for the endpoints answering one aggregate per window, at most ``max_range_days`` long
+(400). ``min_sessions``/``min_searches``
 (``dau|wau|mau|active-users``): integers >= 0, default 1. ``first`` (organizations):
 integer 1..200, default 100; ``after``: an ``end_cursor`` (422 when malformed).
 """

@@ -157,6 +157,11 @@ class Simulator:
         """The bearer tokens the simulator accepts, sorted."""
         return tuple(sorted(self._tokens))
 
+    def add_token(self, token: str, grant: TokenGrant) -> None:
+        """Accept `token` from now on, with what `grant` lets it see."""
+        with self._lock:
+            self._tokens[token] = grant
+
     def authorize(
         self, token: str | None, org_id: str | None, endpoint: str = "sessions"
     ) -> int | None:

@@ -1,0 +1,196 @@
+"""The metrics family end to end, on SQLite and PostgreSQL: every source collected by the
+daemon, re-polled until settled, backfilled in few requests, and equal in its view to what
+the simulator answers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from collector.assembly import Collector
+from collector.calendars import BILLING_DAYS, DAYS, MONTHS, WEEKS
+from collector.config import Config
+from collector.daemon import Daemon
+from collector.sim import Simulator, TokenGrant
+from collector.status import target_status
+from collector.store import Store
+from collector.targets import targets_from_config
+from collector.windows import DAY
+from tests.helpers import T0, FakeClock, MakeClient, rows, ts
+
+EVERY = {"enabled": ["sessions", "prs", "searches", "active_users", "consumption"]}
+SEGMENT = {"name": "team", "user_ids": ["user-1", "user-2"]}
+PERIODS = {"day": DAYS, "week": WEEKS, "month": MONTHS}
+
+
+@pytest.fixture
+def family_daemon(
+    make_config: Callable[..., Config], make_client: MakeClient, engine: Engine, clock: FakeClock
+) -> Callable[..., Daemon]:
+    def build(tokens: dict[str, str] | None = None, **sources: Any) -> Daemon:
+        config = make_config(
+            schedule={"interval": "1h", "repoll_ages": ["1h", "1d", "7d"],
+                      "catchup_horizon": "2d", "jitter": "0s", "access_error_backoff": "6h"},
+            sources={**EVERY, **sources},
+            orgs=[{"id": "org-alpha", "segments": [SEGMENT]}],
+        )
+        client = make_client(tokens=tokens, rate_limit=1e6)
+        return Daemon(Collector(config, Store(engine), client), clock=clock)
+
+    return build
+
+
+def requests_by_endpoint(sim: Simulator) -> Counter[str]:
+    return Counter(r.endpoint for r in sim.requests if r.status == 200)
+
+
+def check_against_truth(sim: Simulator, engine: Engine, *, settled_only: bool) -> Counter[str]:
+    """Every stored row of every source equals the simulator's answer for its window or
+    bucket now; returns how many rows were checked, by view."""
+    checked: Counter[str] = Counter()
+    settled = " WHERE settled" if settled_only else ""
+    for row in rows(engine, f"SELECT * FROM pr_metrics{settled}"):
+        users = SEGMENT["user_ids"] if row["segment"] == "team" else None
+        truth = sim.truth_prs(row["org_id"], ts(row["window_start"]), ts(row["window_end"]),
+                              user_ids=users)
+        for name in ("prs_created_count", "prs_opened_count", "prs_closed_count",
+                     "prs_merged_count"):
+            assert row[name] == truth[name], (row, truth)
+        checked["pr_metrics"] += 1
+    for row in rows(engine, f"SELECT * FROM search_metrics{settled}"):
+        assert row["segment"] == "all"
+        truth = sim.truth_searches(row["org_id"], ts(row["window_start"]), ts(row["window_end"]))
+        assert row["searches_created_count"] == truth["searches_created_count"]
+        checked["search_metrics"] += 1
+    final = " WHERE final" if settled_only else ""
+    for row in rows(engine, f"SELECT * FROM active_users{final}"):
+        start, end = ts(row["period_start"]), ts(row["period_end"])
+        assert PERIODS[row["period"]].at(start).end == end  # whole buckets, exclusive ends
+        (truth,) = sim.truth_active_users(row["org_id"], row["period"], start, end,
+                                          row["min_sessions"], row["min_searches"])
+        assert row["active_users"] == truth["active_users"], (row, truth)
+        checked["active_users"] += 1
+    for row in rows(engine, f"SELECT * FROM acu_consumption_daily{final}"):
+        start, end = ts(row["day_start"]), ts(row["day_end"])
+        assert BILLING_DAYS.at(start).end == end
+        assert start % DAY == 8 * 3600
+        (truth,) = sim.truth_consumption(row["org_id"], start, end)["consumption_by_date"]
+        assert row["acus"] == pytest.approx(truth["acus"])
+        assert row["acus_devin"] == pytest.approx(truth["acus_by_product"]["devin"])
+        assert row["acus_cascade"] == pytest.approx(truth["acus_by_product"]["cascade"])
+        checked["acu_consumption_daily"] += 1
+    return checked
+
+
+def test_the_daemon_collects_every_source_and_settles_it_at_the_truth(
+    sim: Simulator, family_daemon: Callable[..., Daemon], clock: FakeClock, engine: Engine
+) -> None:
+    clock.now = T0 + 600
+    daemon = family_daemon()
+    sim.reset_stats()
+    daemon.run_org("org-alpha")
+    first = requests_by_endpoint(sim)
+    # catch-up of 2 days: hourly windows for sessions and PRs (org and segment) and
+    # searches (org only); the day, week and month buckets in one request each; the
+    # billing days in one request
+    assert first["prs"] == 2 * (2 * 24 + 1)
+    assert first["searches"] == first["prs"] // 2
+    assert first["active_users"] == 3
+    assert first["consumption"] == 1
+    check_against_truth(sim, engine, settled_only=False)
+    # nine days later every closed window and bucket has been re-polled to the end of
+    # its ladder: settled, and still equal to the truth (late merges and closes included)
+    while clock.now < T0 + 9 * DAY:
+        clock.advance(6 * 3600)  # runs may be far apart: what is due waits for the next
+        daemon.run_org("org-alpha")
+    checked = check_against_truth(sim, engine, settled_only=True)
+    assert checked["pr_metrics"] >= 2 * 24 * 2
+    assert checked["search_metrics"] >= 24 * 2
+    assert checked["active_users"] >= 3 + 1  # days, and a closed week
+    assert checked["acu_consumption_daily"] >= 3
+    # the open day, week and month and billing day are refreshed on every run (1h)
+    sim.reset_stats()
+    for _ in range(4):
+        clock.advance(3600)
+        daemon.run_org("org-alpha")
+    calls = requests_by_endpoint(sim)
+    assert 3 * 4 <= calls["active_users"] <= 3 * 4 + 3  # (+ a bucket that just closed)
+    assert 4 <= calls["consumption"] <= 4 + 1
+    assert calls["searches"] >= 4
+    # status knows every source, with its own calendar
+    statuses = target_status(Store(engine), targets_from_config(daemon.config), now=clock.now,
+                             horizon=2 * DAY)
+    by_source = {s.source: s for s in statuses if s.segment in ("all", "team")
+                 or s.source.startswith("active_users")}
+    assert set(by_source) == {"sessions", "prs", "searches", "active_users.day",
+                              "active_users.week", "active_users.month", "consumption"}
+    assert all(s.flag == "ok" and s.missing == 0 for s in statuses), statuses
+
+
+def test_daily_view_joins_every_source_for_an_org_and_day(
+    sim: Simulator, family_daemon: Callable[..., Daemon], clock: FakeClock, engine: Engine
+) -> None:
+    clock.now = T0 + 600
+    family_daemon().run_org("org-alpha")
+    day = T0 - DAY
+    (row,) = rows(engine, "SELECT * FROM devin_daily WHERE org_id = 'org-alpha' AND day = :d",
+                  d=DAYS.at(day).start_dt.date() if engine.dialect.name == "postgresql"
+                  else DAYS.at(day).start_dt.strftime("%Y-%m-%d"))
+    sessions = sim.truth("org-alpha", day, day + DAY)
+    prs = sim.truth_prs("org-alpha", day, day + DAY)
+    (dau,) = sim.truth_active_users("org-alpha", "day", day, day + DAY)
+    assert row["sessions"] == sessions["sessions_created_count"]
+    assert row["prs_created"] == prs["prs_created_count"]
+    assert row["prs_merged"] == prs["prs_merged_count"]
+    assert row["searches"] == sim.truth_searches("org-alpha", day, day + DAY)[
+        "searches_created_count"]
+    assert row["daily_active_users"] == dau["active_users"]
+
+
+def test_thresholds_are_stored_with_each_row_and_never_mixed(
+    sim: Simulator, family_daemon: Callable[..., Daemon], clock: FakeClock, engine: Engine
+) -> None:
+    clock.now = T0 + 600
+    family_daemon().run_org("org-alpha")
+    family_daemon(active_users={"min_sessions": 3, "min_searches": 2}).run_org("org-alpha")
+    got = rows(engine, "SELECT min_sessions, min_searches, COUNT(*) AS n FROM active_users"
+                       " WHERE period = 'day' GROUP BY min_sessions, min_searches"
+                       " ORDER BY min_sessions")
+    assert [(r["min_sessions"], r["min_searches"]) for r in got] == [(1, 1), (3, 2)]
+    assert got[0]["n"] == got[1]["n"]
+    check_against_truth(sim, engine, settled_only=False)
+
+
+def test_a_missing_billing_permission_rests_consumption_only(
+    sim: Simulator, family_daemon: Callable[..., Daemon], clock: FakeClock, engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    no_billing = "cog_no_billing_token_7a1"
+    sim.add_token(no_billing, TokenGrant(None, denied=frozenset({"consumption"})))
+    clock.now = T0 + 600
+    daemon = family_daemon(tokens={"org-alpha": no_billing})
+    with caplog.at_level("ERROR"):
+        daemon.run_org("org-alpha")
+        clock.advance(3600)
+        sim.reset_stats()
+        daemon.run_org("org-alpha")
+    # the second run does not ask for consumption again (it rests), the others go on
+    calls = Counter(r.endpoint for r in sim.requests)
+    assert calls["consumption"] == 0
+    assert calls["sessions"] > 0
+    assert rows(engine, "SELECT COUNT(*) AS n FROM acu_consumption_daily")[0]["n"] == 0
+    assert rows(engine, "SELECT COUNT(*) AS n FROM pr_metrics")[0]["n"] > 0
+    errors = [r.getMessage() for r in caplog.records if "consumption" in r.getMessage()]
+    assert len(errors) == 1  # once per run, not once per window
+    assert "ManageBilling" in errors[0]
+    assert "ViewOrgConsumption" in errors[0]
+    assert no_billing not in caplog.text
+    (consumption,) = [s for s in target_status(
+        Store(engine), targets_from_config(daemon.config), now=clock.now, horizon=3 * DAY)
+        if s.source == "consumption"]
+    assert consumption.failing > 0
+    assert "ManageBilling" in consumption.failing_windows[0].error
