@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from collector import db
 from collector.assembly import Collector
 from collector.calendars import BILLING_DAYS, DAYS, MONTHS, WEEKS
 from collector.config import Config
@@ -20,7 +22,7 @@ from collector.status import target_status
 from collector.store import Store
 from collector.targets import targets_from_config
 from collector.windows import DAY
-from tests.helpers import T0, FakeClock, MakeClient, rows, ts
+from tests.helpers import T0, TOKEN, FakeClock, MakeClient, invoke, rows, ts
 
 EVERY = {"enabled": ["sessions", "prs", "searches", "active_users", "consumption"]}
 SEGMENT = {"name": "team", "user_ids": ["user-1", "user-2"]}
@@ -194,3 +196,52 @@ def test_a_missing_billing_permission_rests_consumption_only(
         if s.source == "consumption"]
     assert consumption.failing > 0
     assert "ManageBilling" in consumption.failing_windows[0].error
+
+
+def test_a_backfill_of_every_source_takes_few_requests_and_stores_the_truth(
+    tmp_path: Path, backend: str, db_url: str
+) -> None:
+    import time
+
+    now = time.time()
+    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)},
+                   clock=lambda: now) as frozen:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[database]\nurl = "{db_url}"\n'
+            f'[api]\nbase_url = "{frozen.base_url}"\nrate_limit = 2000\nconcurrency = 8\n'
+            '[windows]\nsize = "1d"\n'
+            '[[orgs]]\nid = "org-alpha"\n'
+        )
+        env = {"DEVIN_API_TOKEN": TOKEN}
+        assert invoke(["--config", str(config), "db", "upgrade"], env).exit_code == 0
+        since = now - 70 * DAY
+        args = ["--config", str(config)]
+        result = invoke([*args, "backfill", "--since",
+                         DAYS.at(since).start_dt.strftime("%Y-%m-%d")], env)
+        assert result.exit_code == 0, result.output
+        calls = requests_by_endpoint(frozen)
+        start = DAYS.at(since).start
+
+        def requests(calendar: Any, per_call: int) -> int:
+            return -(-calendar.count(start, now) // per_call)
+
+        # defaults: a month of days, a quarter of weeks, a year of months, 31 billing days
+        assert calls["active_users"] == (requests(DAYS, 31) + requests(WEEKS, 13)
+                                         + requests(MONTHS, 12))
+        assert calls["consumption"] == requests(BILLING_DAYS, 31)
+        assert calls["prs"] == calls["searches"] == DAYS.count(start, now)
+        engine = db.create_engine_for(db_url)
+        try:
+            checked = check_against_truth(frozen, engine, settled_only=False)
+        finally:
+            engine.dispose()
+        assert checked["active_users"] == (DAYS.count(start, now) + WEEKS.count(start, now)
+                                           + MONTHS.count(start, now))
+        assert checked["acu_consumption_daily"] == BILLING_DAYS.count(start, now)
+        # done: a second backfill asks for nothing
+        frozen.reset_stats()
+        again = invoke([*args, "backfill", "--since",
+                        DAYS.at(since).start_dt.strftime("%Y-%m-%d")], env)
+        assert again.exit_code == 0, again.output
+        assert frozen.count() == 0
