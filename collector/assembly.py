@@ -110,4 +110,5 @@ def open_collector(
     with open_store(config) as store, make_client(
         config, tokens, concurrency=concurrency, on_attempt=on_attempt
     ) as client:
+        store.record_orgs([(org.id, org.name) for org in config.orgs], time.time())
         yield Collector(config, store, client)

@@ -304,15 +304,9 @@ def _span(window: Window) -> str:
 def _notes(config: Config) -> list[str]:
     segmented = [f for f, sources in FAMILIES.items() if sources[0].segmented]
     whole = [f for f in FAMILIES if f not in segmented]
-    notes = [
+    return [
         f"{org.id}: segments ({', '.join(s.name for s in org.segments)}) apply only to "
         f"{' and '.join(segmented)}; {', '.join(whole)} ignore them and read the whole org"
         for org in config.orgs
         if org.segments
     ]
-    if config.discovery is not None:
-        notes.append(
-            "[discovery] is configured: this check covers the orgs listed in [[orgs]] only "
-            f"({len(config.orgs)}), not the ones discovery finds"
-        )
-    return notes

@@ -38,7 +38,7 @@ from collector.config_fields import (
 )
 from collector.config_fields import interval as interval_seconds
 from collector.config_fields import rate_limit as rate_limit_value
-from collector.config_sources import DiscoveryConfig, SourcesConfig, check_source_names
+from collector.config_sources import SourcesConfig, check_source_names
 from collector.errors import ConfigError
 from collector.windows import DAY, format_duration
 
@@ -223,15 +223,13 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
-    discovery: DiscoveryConfig | None = None
     orgs: list[OrgConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_orgs(self) -> Config:
-        if not self.orgs and self.discovery is None:
+        if not self.orgs:
             raise ValueError(
-                "no organization to collect: add an [[orgs]] entry with the org's id, or a "
-                "[discovery] section to list the enterprise's organizations"
+                "no organization to collect: add an [[orgs]] entry with the org's id"
             )
         ids = [o.id for o in self.orgs]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})

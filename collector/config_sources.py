@@ -1,14 +1,12 @@
-"""The `[sources]` and `[discovery]` sections of the configuration: which endpoints run, each
-one's schedule and options, and how organizations are found. Parsed once, at load.
+"""The `[sources]` section of the configuration: which endpoints run, and each one's schedule
+and options. Parsed once, at load.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from collector.config_fields import EnvName, Interval, Seconds
+from collector.config_fields import Interval, Seconds
 from collector.sources import FAMILIES
 from collector.windows import DAY
 
@@ -87,29 +85,3 @@ class SourcesConfig(_Section):
     def options(self, family: str) -> SourceOptions:
         found: SourceOptions = getattr(self, family)
         return found
-
-
-class DiscoveryConfig(_Section):
-    """Organizations found by listing the enterprise's (``GET /v3/enterprise/organizations``)
-    with `token_env`'s token, at start and every `refresh`. `include` and `exclude` are
-    shell-style globs matched against an org's id or name. Discovered orgs take the default
-    sources and schedule, and the token in `org_token_env` (default: `token_env`)."""
-
-    token_env: EnvName
-    refresh: Seconds = HOUR
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    org_token_env: EnvName | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strings_to_lists(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in ("include", "exclude"):
-                if isinstance(data.get(key), str):
-                    data = {**data, key: [data[key]]}
-        return data
-
-    @property
-    def org_token(self) -> str:
-        return self.org_token_env or self.token_env

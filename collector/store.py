@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     not_,
     or_,
     select,
@@ -32,7 +33,7 @@ from collector.errors import ConfigError, StorageError
 from collector.ledger import due_clause, free_clause, newest_failing, of, status_summary
 from collector.outcomes import Collected, Failed, Outcome
 from collector.planner import Due
-from collector.schema import Setting
+from collector.schema import Organization, Setting
 from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
 from collector.writer import LEDGER, WINDOWS, Writer
@@ -40,6 +41,7 @@ from collector.writer import LEDGER, WINDOWS, Writer
 __all__ = ["LEDGER", "Store"]
 
 SETTINGS: Table = Setting.__table__  # type: ignore[assignment]
+ORGS: Table = Organization.__table__  # type: ignore[assignment]
 WINDOW_SECONDS = "window_seconds"
 RATE_PREFIX = "learned_rate:"
 
@@ -276,6 +278,34 @@ class Store:
                     _put_setting(conn, key, value, replace=True)
         except SQLAlchemyError as exc:
             raise StorageError(f"could not save the learned rates: {describe_error(exc)}") from None
+
+    def record_orgs(self, orgs: Sequence[tuple[str, str | None]], now: float) -> None:
+        """Keep the `organizations` table in step with the configuration: each of `orgs`
+        (id, name) is present and seen now; a configured org no longer named is removed
+        (its data stays)."""
+        o = ORGS.c
+        at = to_datetime(int(now))
+        ids = [org_id for org_id, _ in orgs]
+        try:
+            with self._transaction() as conn:
+                for org_id, name in orgs:
+                    conn.execute(
+                        text("INSERT INTO organizations (org_id, name, origin, first_seen_at,"
+                             " last_seen_at, removed_at) VALUES (:id, :name, 'config', :at,"
+                             " :at, NULL) ON CONFLICT (org_id) DO UPDATE SET"
+                             " name = excluded.name, last_seen_at = excluded.last_seen_at,"
+                             " removed_at = NULL")
+                        .bindparams(bindparam("at", type_=ORGS.c.first_seen_at.type)),
+                        {"id": org_id, "name": name, "at": at},
+                    )
+                conn.execute(
+                    update(ORGS)
+                    .where(o.origin == "config", o.removed_at.is_(None), o.org_id.not_in(ids))
+                    .values(removed_at=at)
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"could not record the organizations: {describe_error(exc)}") from None
 
     def learned_rates(self) -> dict[str, tuple[float, int]]:
         """The rates `save_rates` remembered: variable name -> (requests/s, when)."""

@@ -245,3 +245,17 @@ def test_a_backfill_of_every_source_takes_few_requests_and_stores_the_truth(
                         DAYS.at(since).start_dt.strftime("%Y-%m-%d")], env)
         assert again.exit_code == 0, again.output
         assert frozen.count() == 0
+        # the organizations table follows the configuration; a removed org keeps its data
+        config.write_text(config.read_text().replace('id = "org-alpha"', 'id = "org-beta"'))
+        invoke([*args, "collect"], env)
+        engine = db.create_engine_for(db_url)
+        try:
+            orgs = rows(engine, "SELECT org_id, origin, removed_at FROM organizations"
+                                " ORDER BY org_id")
+            kept = rows(engine, "SELECT COUNT(*) AS n FROM pr_metrics"
+                                " WHERE org_id = 'org-alpha'")[0]["n"]
+        finally:
+            engine.dispose()
+        assert [(o["org_id"], o["origin"], o["removed_at"] is None) for o in orgs] == [
+            ("org-alpha", "config", False), ("org-beta", "config", True)]
+        assert kept == DAYS.count(start, now)
