@@ -10,6 +10,7 @@ description alone, so they treat a month like a five-minute window.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,18 +24,18 @@ _MONDAY = 4 * DAY
 BILLING_OFFSET = 8 * 3600
 
 
-class Calendar:
+class Calendar(ABC):
     """Buckets of time. Subclasses give `floor` and `following`; the rest derives."""
 
     name: str
 
+    @abstractmethod
     def floor(self, ts: float) -> int:
         """The start of the bucket that contains `ts`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def following(self, start: int) -> int:
         """The start of the bucket after the one starting at `start`."""
-        raise NotImplementedError
 
     def ceil(self, ts: float) -> int:
         """The first bucket boundary at or after `ts`."""

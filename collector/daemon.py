@@ -257,19 +257,17 @@ class Daemon:
             if self._resting_until[key] <= now:
                 del self._resting_until[key]
         until = now + self.policy.access_error_backoff
-        logged: set[tuple[str, str]] = set()
+        by_key: dict[tuple[str, str], list[Failed]] = {}
         for failure in denied:
-            key = (org_id, failure.target.source.config_name if failure.forbidden else "")
+            family = failure.target.source.config_name if failure.forbidden else ""
+            by_key.setdefault((org_id, family), []).append(failure)
+        for key, failures in by_key.items():
             self._resting_until[key] = until
-            if key in logged:
-                continue
-            logged.add(key)
             what = f"source {key[1]} of the org" if key[1] else "the org"
             log.error(
-                "%s; %s rests until %s", failure.error, what,
+                "%s; %s rests until %s", failures[0].error, what,
                 datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
-                extra={"org": org_id, "windows": sum(
-                    1 for f in denied if f.target.source.config_name == key[1] or not key[1])},
+                extra={"org": org_id, "windows": len(failures)},
             )
 
     # -- the scheduler ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collector import backfill as bf
 from collector import db
 from collector.assembly import open_collector, open_engine
 from collector.config import parse_config
-from collector.sim import Simulator, TokenGrant
+from collector.sim import Simulator, SyntheticData, TokenGrant
 from collector.sources import FAMILIES
 from collector.targets import targets_from_config
 from collector.windows import DAY
@@ -48,7 +48,9 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
             console = Console(width=WIDTH, highlight=False)
     token = f"cog_demo_{secrets.token_hex(16)}"
     org_ids = tuple(o["id"] for o in DEMO_ORGS)
-    with Simulator(orgs=org_ids, tokens={token: TokenGrant(None)}) as sim:
+    # 200 people per org, so that daily, weekly and monthly active users differ
+    data = SyntheticData(seed=0, users_per_org=200)
+    with Simulator(data=data, orgs=org_ids, tokens={token: TokenGrant(None)}) as sim:
         base_url = sim.base_url
         config = parse_config(
             {
@@ -127,53 +129,37 @@ def _print_views(engine: Engine, console: Console) -> None:
                 " ORDER BY org_id, n DESC"
             )
         ).all()
-    # Narrow enough for 80 columns: no vertical rules, no outer padding, short headers.
-    table = Table(
-        title="session_metrics_daily (UTC days)",
-        caption="merged: sessions with a merged PR; ACUs: total; partial: windows missing",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-    )
-    for column in ("org", "segment", "day", "sessions", "merged", "ACUs", "complete"):
-        table.add_column(
-            column,
-            justify="left" if column in {"org", "segment", "day"} else "right",
-            no_wrap=True,
-            min_width=10 if column == "day" else None,
-        )
+    table = _table("session_metrics_daily (UTC days)",
+                   "merged: sessions with a merged PR; ACUs: total; partial: windows missing",
+                   ("org", "segment", "day"), ("sessions", "merged", "ACUs", "complete"))
     for org, segment, day, count, merged, total, complete in daily:
         table.add_row(org, segment, str(day)[:10], str(count), str(merged), f"{total:.1f}",
                       "yes" if complete else "partial")
     console.print(table)
-    by_origin = Table(
-        title="session_metrics_by_origin",
-        caption="whole orgs (segment all)",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-    )
-    for column in ("org", "origin", "sessions"):
-        by_origin.add_column(
-            column, justify="right" if column == "sessions" else "left", no_wrap=True
-        )
+    by_origin = _table("session_metrics_by_origin", "whole orgs (segment all)",
+                       ("org", "origin"), ("sessions",))
     for org, origin, count in origins:
         by_origin.add_row(org, origin, str(count))
     console.print(by_origin)
-    daily_all = Table(
-        title="devin_daily (every source, UTC days)",
-        caption="PRs: created/merged; DAU: daily active users",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-    )
-    for column in ("org", "day", "sessions", "ACUs", "PRs", "searches", "DAU"):
-        daily_all.add_column(column, justify="left" if column in {"org", "day"} else "right",
-                             no_wrap=True, min_width=10 if column == "day" else None)
+    daily_all = _table("devin_daily (every source, UTC days)",
+                       "PRs: created/merged; DAU: daily active users",
+                       ("org", "day"), ("sessions", "ACUs", "PRs", "searches", "DAU"))
     for org, day, count, acus, created, merged, searches, dau in every:
         daily_all.add_row(org, str(day)[:10], _n(count), "-" if acus is None else f"{acus:.1f}",
                           f"{_n(created)}/{_n(merged)}", _n(searches), _n(dau))
     console.print(daily_all)
+
+
+def _table(title: str, caption: str, labels: tuple[str, ...], numbers: tuple[str, ...]) -> Table:
+    """A table narrow enough for 80 columns: no vertical rules, no outer padding, short
+    headers; `labels` left-aligned, then `numbers` right-aligned."""
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False)
+    for column in labels:
+        table.add_column(column, no_wrap=True, min_width=10 if column == "day" else None)
+    for column in numbers:
+        table.add_column(column, justify="right", no_wrap=True)
+    return table
 
 
 def _n(value: object) -> str:

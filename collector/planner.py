@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
-from collector.calendars import Calendar, windows
+from collector.calendars import Calendar
 from collector.windows import Window
 
 
@@ -59,13 +59,13 @@ class Due:
 
 def plan(
     now: float,
-    calendar: Calendar | int,
+    calendar: Calendar,
     due: Iterable[Due],
     known: Set[int],
     horizon: int,
 ) -> list[Window]:
-    """The windows one run fetches for one target (cut by `calendar`, or windows of that
-    many seconds), each once, in the order people need them:
+    """The windows one run fetches for one target (cut by `calendar`), each once, in the
+    order people need them:
 
     1. the open window (fetched on every run while it is open);
     2. re-polls of windows already collected, most overdue first, so late data settles on
@@ -74,8 +74,6 @@ def plan(
        window from the catch-up `horizon` to now that the ledger has never seen, as given
        by `known`, the starts it has seen). People look at yesterday before last week.
     """
-    if isinstance(calendar, int):
-        calendar = windows(calendar)
     current = calendar.at(now)
     chosen: dict[int, Due] = {}
     for item in due:

@@ -98,6 +98,8 @@ class Source:
     family: str = ""
     definition: tuple[str, ...] = ()
     permission: str = METRICS_PERMISSION
+    #: The option of `[sources.<family>]` that caps the buckets of one request.
+    per_call: str = ""
 
     @property
     def config_name(self) -> str:
@@ -190,7 +192,7 @@ def _active_user_items(answer: ActiveUsersList) -> list[Item]:
             for b in answer.root]
 
 
-def _active_users(period: str, path: str, calendar: Calendar, table: str) -> Source:
+def _active_users(period: str, path: str, calendar: Calendar, table: str, unit: str) -> Source:
     return Source(
         name=f"active_users.{period}",
         path=f"/v3/organizations/{{org_id}}/metrics/{path}",
@@ -204,12 +206,13 @@ def _active_users(period: str, path: str, calendar: Calendar, table: str) -> Sou
         empty=lambda w: ActiveUsers(start_time=w.start, end_time=w.end, active_users=0),
         family="active_users",
         definition=("min_sessions", "min_searches"),
+        per_call=f"{unit}_per_call",
     )
 
 
-ACTIVE_DAILY = _active_users("day", "dau", DAYS, "active_users_daily")
-ACTIVE_WEEKLY = _active_users("week", "wau", WEEKS, "active_users_weekly")
-ACTIVE_MONTHLY = _active_users("month", "mau", MONTHS, "active_users_monthly")
+ACTIVE_DAILY = _active_users("day", "dau", DAYS, "active_users_daily", "days")
+ACTIVE_WEEKLY = _active_users("week", "wau", WEEKS, "active_users_weekly", "weeks")
+ACTIVE_MONTHLY = _active_users("month", "mau", MONTHS, "active_users_monthly", "months")
 
 
 # -- ACU consumption -------------------------------------------------------------------------
@@ -248,6 +251,7 @@ CONSUMPTION = Source(
     items=_consumption_items,
     empty=lambda w: ConsumptionDay(date=w.start, acus=0.0, acus_by_product=AcusByProduct()),
     permission=BILLING_PERMISSION,
+    per_call="days_per_call",
 )
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from collector.calendars import Calendar, windows
 from collector.config import ALL_SEGMENT, Config, OrgConfig
-from collector.config_sources import ActiveUsersOptions, ConsumptionOptions
 from collector.sources import FAMILIES, SESSIONS, Source
 from collector.windows import Window
 
@@ -66,13 +65,7 @@ def timing(config: Config, source: Source) -> Timing:
     """`source`'s schedule under `config`: `[sources.<name>]`, else `[schedule]`."""
     options = config.sources.options(source.config_name)
     schedule = config.schedule
-    per_call = 1
-    if isinstance(options, ActiveUsersOptions):
-        period = source.name.rpartition(".")[2]
-        per_call = {"day": options.days_per_call, "week": options.weeks_per_call,
-                    "month": options.months_per_call}[period]
-    elif isinstance(options, ConsumptionOptions):
-        per_call = options.days_per_call
+    per_call = int(getattr(options, source.per_call)) if source.per_call else 1
     return Timing(
         calendar=source.calendar or windows(config.windows.size),
         interval=max(options.interval or schedule.interval, schedule.interval),

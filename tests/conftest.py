@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -25,6 +26,7 @@ from tests.helpers import (
     config_data,
     postgres_schema,
     postgres_url,
+    sim_http,
 )
 
 
@@ -124,3 +126,26 @@ def engine(db_url: str) -> Iterator[Engine]:
     db.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def client(sim: Simulator) -> Iterator[httpx.Client]:
+    """A loopback HTTP client of the test's simulator, with its default token."""
+    with sim_http(sim.base_url) as c:
+        yield c
+
+
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators of any configuration; all are stopped at the end of the test."""
+    started: list[Simulator] = []
+
+    def make(**kwargs: Any) -> Simulator:
+        s = Simulator(**kwargs)
+        s.start()
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

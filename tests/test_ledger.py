@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 
+from collector.calendars import windows
 from collector.client import DevinClient
 from collector.outcomes import Collected, Failed
 from collector.planner import Due, plan
@@ -69,7 +70,7 @@ def test_a_run_is_ordered_open_window_then_repolls_then_newest_gaps() -> None:
     # a failed window that never succeeded counts as a gap
     failed = Due(Window(T0 - 5 * H, T0 - 4 * H), since=T0 - 4 * H, repoll=False)
     known = {T0 - 3 * H, T0 - H, T0 - 5 * H, T0 - 2 * H}
-    order = plan(now, H, [*repolls, failed], known, horizon)
+    order = plan(now, windows(H), [*repolls, failed], known, horizon)
     assert order == [
         Window(T0, T0 + H),  # the open window
         Window(T0 - 3 * H, T0 - 2 * H), Window(T0 - H, T0),  # re-polls, most overdue first

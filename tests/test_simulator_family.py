@@ -4,10 +4,8 @@ endpoints serving it): PRs, searches, active users, consumption, organizations, 
 from __future__ import annotations
 
 import base64
-import functools
 import itertools
 import json
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ import pytest
 
 from collector.sim import Fault, RequestRecord, Simulator, SyntheticData, TokenGrant
 from collector.sim.family import billing_day_start
+from tests.helpers import sim_http as http
 
 DAY = 86_400
 HOUR = 3_600
@@ -48,16 +47,6 @@ class Clock:
         return self.now
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    return ssl.create_default_context()
-
-
-def http(base_url: str, token: str | None = TOKEN) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.Client(base_url=base_url, headers=headers, timeout=5.0, verify=_tls())
-
-
 TOKENS = {
     TOKEN: TokenGrant(None),
     "cog_beta_only": TokenGrant(frozenset({"org-beta"}), service_user_id="service-user-b"),
@@ -80,27 +69,6 @@ def sim(clock: Clock) -> Iterator[Simulator]:
     data = SyntheticData(seed=5, users_per_org=30, sessions_per_hour=1.5)
     with Simulator(data=data, tokens=TOKENS, clock=clock) as s:
         yield s
-
-
-@pytest.fixture
-def client(sim: Simulator) -> Iterator[httpx.Client]:
-    with http(sim.base_url) as c:
-        yield c
-
-
-@pytest.fixture
-def make_sim() -> Iterator[Callable[..., Simulator]]:
-    started: list[Simulator] = []
-
-    def make(**kwargs: Any) -> Simulator:
-        s = Simulator(**kwargs)
-        s.start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
 
 
 def call(
@@ -538,7 +506,7 @@ def test_self(make_sim: Callable[..., Simulator]) -> None:
         assert body["service_user_id"].startswith("service-user-")
     assert len({b["service_user_id"] for b in bodies.values()}) == 3
     for headers in ({}, {"Authorization": "Bearer cog_wrong"}):
-        with httpx.Client(base_url=s.base_url, headers=headers, verify=_tls()) as c:
+        with http(s.base_url, None, **headers) as c:
             assert_problem(c.get("/v3/self"), 401)
     assert s.count(endpoint="self") == 5
     assert s.count(endpoint="self", status=401) == 2

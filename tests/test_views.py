@@ -118,9 +118,17 @@ def test_downgrade_restores_the_unrounded_views_with_the_same_columns(engine: En
 # The queries of docs/sql.md run on their backend and agree across backends ------------------
 
 
-def doc_queries(doc: str = "docs/sql.md") -> dict[str, dict[str, str]]:
-    """Each example of `doc` by its title: {"sqlite": sql, "postgresql": sql}."""
-    blocks = (ROOT / doc).read_text().split("```sql\n")[1:]
+def doc_queries(
+    doc: str = "docs/sql.md", *, start: str | None = None, end: str | None = None
+) -> dict[str, dict[str, str]]:
+    """Each example of `doc` (from the heading `start` to the heading `end`, when given) by
+    its title: {"sqlite": sql, "postgresql": sql}."""
+    body = (ROOT / doc).read_text()
+    if start is not None:
+        body = body.split(start)[1]
+    if end is not None:
+        body = body.split(end)[0]
+    blocks = body.split("```sql\n")[1:]
     found: dict[str, dict[str, str]] = {}
     title = ""
     for block in blocks:

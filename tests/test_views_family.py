@@ -4,7 +4,6 @@ exact values."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +15,8 @@ from sqlalchemy import Connection, Engine, bindparam, insert, inspect, text
 
 from collector import db
 from collector.schema import Base, LedgerEntry, MetricWindow
-from tests.helpers import ROOT, postgres_schema, postgres_url
+from tests.helpers import postgres_schema, postgres_url
+from tests.test_views import doc_queries
 
 SIX_HOURS = 6 * 3600
 LABEL_11 = "min_sessions=1,min_searches=1"
@@ -429,27 +429,8 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
 
 def family_examples() -> dict[str, dict[str, str]]:
     """The examples of docs/sql.md from its "Other metrics" section on, by title:
-    {"sqlite": sql, "postgresql": sql} (the layout test_views.py reads)."""
-    doc = (ROOT / "docs/sql.md").read_text()
-    section = doc.split("## Other metrics")[1].split("## Tables (not part of the contract)")[0]
-    found: dict[str, dict[str, str]] = {}
-    title = ""
-    for block in section.split("```sql\n")[1:]:
-        for statement in re.split(r";\s*$", block.split("```")[0], flags=re.MULTILINE):
-            lines = [line for line in statement.strip().splitlines() if line.strip()]
-            if not lines:
-                continue
-            backends = ["sqlite", "postgresql"]
-            for line in (x for x in lines if x.startswith("--")):
-                marker = line[2:].strip()
-                if marker.split(" (")[0] in ("SQLite", "PostgreSQL"):
-                    backends = ["sqlite" if marker.startswith("SQLite") else "postgresql"]
-                else:
-                    title = marker
-            sql = "\n".join(x for x in lines if not x.startswith("--"))
-            for backend in backends:
-                found.setdefault(title, {})[backend] = sql
-    return found
+    {"sqlite": sql, "postgresql": sql}."""
+    return doc_queries(start="## Other metrics", end="## Tables (not part of the contract)")
 
 
 @pytest.fixture
