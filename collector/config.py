@@ -195,7 +195,7 @@ class OrgConfig(_Section):
     @field_validator("sources")
     @classmethod
     def _known_sources(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else check_source_names(value, "sources")
+        return None if value is None else check_source_names(value)
 
     @field_validator("id")
     @classmethod

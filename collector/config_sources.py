@@ -13,11 +13,12 @@ from collector.windows import DAY
 HOUR = 3600
 
 
-def check_source_names(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+def check_source_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names` without repeats; an unknown one is refused, listing the sources."""
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(
-            f"{where}: unknown source {', '.join(map(repr, unknown))}; the sources are "
+            f"unknown source {', '.join(map(repr, unknown))}; the sources are "
             f"{', '.join(FAMILIES)}"
         )
     return tuple(dict.fromkeys(names))
@@ -80,7 +81,7 @@ class SourcesConfig(_Section):
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("enable at least one source")
-        return check_source_names(value, "enabled")
+        return check_source_names(value)
 
     def options(self, family: str) -> SourceOptions:
         found: SourceOptions = getattr(self, family)
