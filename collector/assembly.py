@@ -8,21 +8,33 @@ and kept only inside the client's `Credentials`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from collector import db
-from collector.client import AttemptHook, Credentials, DevinClient, make_client
+from collector.client import (
+    ANY_ORG,
+    ENTERPRISE,
+    AttemptHook,
+    Credentials,
+    DevinClient,
+    make_client,
+)
 from collector.collection import Policy, Report, Work, run_collection
-from collector.config import Config, resolve_token
+from collector.config import Config, OrgConfig, resolve_token
+from collector.discovery import discover
+from collector.errors import ApiError, ConfigError
 from collector.logs import register_secrets
 from collector.outcomes import Outcome
 from collector.store import Store
 from collector.throttle import Clock
+
+log = logging.getLogger("collector.assembly")
 
 
 @dataclass
@@ -33,6 +45,36 @@ class Collector:
     config: Config
     store: Store
     client: DevinClient
+    #: Every org collected: the configured ones, then those discovery found.
+    orgs: list[OrgConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.orgs:
+            self.orgs = list(self.config.orgs)
+
+    def refresh_orgs(self) -> tuple[list[str], list[str]]:
+        """Record the configured orgs, list the enterprise's when `[discovery]` is set,
+        and keep `orgs` and the `organizations` table in step. Returns the ids added and
+        removed. A listing that fails keeps the orgs known before (logged)."""
+        now = time.time()
+        self.store.record_orgs([(o.id, o.name) for o in self.config.orgs], now)
+        if self.config.discovery is None:
+            return [], []
+        try:
+            found = discover(self.config, self.client)
+        except ApiError as exc:
+            log.warning("discovery: could not list the organizations: %s; going on with the "
+                        "%d known", exc, len(self.orgs))
+            return [], []
+        before = {o.id for o in self.orgs}
+        self.orgs = [*self.config.orgs, *found]
+        self.store.record_orgs([(o.id, o.name) for o in found], now, origin="discovered")
+        after = {o.id for o in self.orgs}
+        added, removed = sorted(after - before), sorted(before - after)
+        if added or removed:
+            log.info("discovery: %d org(s) found; added %s; removed %s", len(found),
+                     ", ".join(added) or "none", ", ".join(removed) or "none")
+        return added, removed
 
     @property
     def policy(self) -> Policy:
@@ -84,6 +126,18 @@ def open_store(config: Config, *, writable: bool = True) -> Iterator[Store]:
         engine.dispose()
 
 
+def known_orgs(config: Config, store: Store) -> list[OrgConfig]:
+    """The configured orgs, and those discovery last found (from the `organizations` table,
+    without asking the API): what `status` and dry runs work from."""
+    if config.discovery is None:
+        return list(config.orgs)
+    configured = {o.id for o in config.orgs}
+    found = [config.discovered_org(row.org_id, row.name) for row in store.organizations()
+             if row.origin == "discovered" and row.removed_at is None
+             and row.org_id not in configured]
+    return [*config.orgs, *found]
+
+
 def credentials(
     config: Config, env: Mapping[str, str], org_ids: Sequence[str] = ()
 ) -> Credentials:
@@ -91,8 +145,23 @@ def credentials(
     for scrubbing from every log line."""
     orgs = [o for o in config.orgs if not org_ids or o.id in org_ids]
     tokens = {org.id: resolve_token(config, org, env) for org in orgs}
+    labels = {org.id: config.token_label(org) for org in orgs}
+    discovery = config.discovery
+    if discovery is not None:
+        # the token that lists the organizations, and the token of the orgs it finds
+        for key, name in ((ENTERPRISE, discovery.token_env), (ANY_ORG, discovery.org_token)):
+            try:
+                tokens[key] = resolve_token(config, OrgConfig(id="discovered", token_env=name),
+                                            env)
+            except ConfigError:
+                raise ConfigError(
+                    f"[discovery] needs a token: set the environment variable {name} to a "
+                    "Devin service-user token (cog_...); listing the organizations needs "
+                    "the ManageOrganizations permission"
+                ) from None
+            labels[key] = f"${name}"
     register_secrets(*tokens.values())
-    return Credentials(tokens, {org.id: config.token_label(org) for org in orgs})
+    return Credentials(tokens, labels)
 
 
 @contextmanager
@@ -110,5 +179,6 @@ def open_collector(
     with open_store(config) as store, make_client(
         config, tokens, concurrency=concurrency, on_attempt=on_attempt
     ) as client:
-        store.record_orgs([(org.id, org.name) for org in config.orgs], time.time())
-        yield Collector(config, store, client)
+        collector = Collector(config, store, client)
+        collector.refresh_orgs()
+        yield collector

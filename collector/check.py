@@ -23,6 +23,7 @@ from collector.assembly import credentials
 from collector.calendars import Calendar
 from collector.client import Credentials, DevinClient, make_client
 from collector.config import ALL_SEGMENT, Config, OrgConfig, resolve_token
+from collector.discovery import select
 from collector.errors import (
     ApiError,
     AuthenticationError,
@@ -121,7 +122,8 @@ def run_check(
         except ConfigError:
             unusable[name] = _unusable_token(name, orgs, env)
     usable = [org.id for name, orgs in by_env.items() if name not in unusable for org in orgs]
-    client = _client(config, credentials(config, env, usable), transport) if usable else None
+    configured = config.model_copy(update={"discovery": None})  # its tokens: checked below
+    client = _client(config, credentials(configured, env, usable), transport) if usable else None
     try:
         skip: dict[str, CheckResult] = dict(unusable)
         for name, orgs in by_env.items():
@@ -149,8 +151,42 @@ def run_check(
     finally:
         if client is not None:
             client.close()
+    if config.discovery is not None:
+        report.results.append(_check_discovery(config, env, transport))
     report.notes += _notes(config)
     return report
+
+
+def _check_discovery(
+    config: Config, env: Mapping[str, str], transport: httpx.BaseTransport | None
+) -> CheckResult:
+    """Can `[discovery]` list the enterprise's organizations, and how many does it take."""
+    assert config.discovery is not None
+    label = f"${config.discovery.token_env}"
+    try:
+        tokens = credentials(config.model_copy(update={"orgs": []}), env)
+    except ConfigError as exc:
+        return CheckResult("source", label, None, "discovery", False, str(exc),
+                           f"export {config.discovery.token_env}")
+    client = _client(config, tokens, transport)
+    try:
+        listed = client.organizations()
+    except CollectorError as exc:
+        if isinstance(exc, PermissionDeniedError):
+            return CheckResult(
+                "source", label, None, "discovery", False, str(exc),
+                f"give the service user of {label} the ManageOrganizations permission",
+            )
+        detail, fix = _failure(exc, config, label, what="organization listing")
+        return CheckResult("source", label, None, "discovery", False, detail, fix)
+    finally:
+        client.close()
+    taken = select(config, listed)
+    return CheckResult(
+        "source", label, None, "discovery", True,
+        f"{len(listed)} organization(s) listed; {len(taken)} taken beside [[orgs]] "
+        f"({', '.join(o.id for o in taken[:5])}{', ...' if len(taken) > 5 else ''})",
+    )
 
 
 def _client(

@@ -55,8 +55,14 @@ LIMITED_RETRIES = 50
 AttemptHook = Callable[[str, str, str], None]
 
 
+#: Keys of `Credentials` beside org ids: the token of any org not named (discovered ones),
+#: and the token that lists the enterprise's organizations.
+ANY_ORG, ENTERPRISE = "*", "@enterprise"
+
+
 class Credentials:
-    """Tokens by org id. Its repr and str name how many, never which."""
+    """Tokens by org id (and `ANY_ORG`, `ENTERPRISE`). Its repr and str name how many,
+    never which."""
 
     __slots__ = ("_by_org", "_ids", "_labels")
 
@@ -77,15 +83,19 @@ class Credentials:
 
     __str__ = __repr__
 
+    def _key(self, org_id: str) -> str:
+        if org_id in self._by_org:
+            return org_id
+        if ANY_ORG in self._by_org and org_id != ENTERPRISE:
+            return ANY_ORG
+        raise CollectorError(f"no token was loaded for org {org_id!r}")
+
     def token(self, org_id: str) -> str:
-        try:
-            return self._by_org[org_id]
-        except KeyError:
-            raise CollectorError(f"no token was loaded for org {org_id!r}") from None
+        return self._by_org[self._key(org_id)]
 
     def token_id(self, org_id: str) -> int:
         """A number standing for the org's token: orgs sharing a token share its number."""
-        return self._ids[org_id]
+        return self._ids[self._key(org_id)]
 
     def token_ids(self) -> set[int]:
         return set(self._ids.values())
@@ -224,8 +234,47 @@ class DevinClient:
         retried up to the policy's attempts; errors are mapped as `fetch` maps them (401
         `AuthenticationError`, 403 `PermissionDeniedError`, a 404 `RequestRejectedError`,
         `NetworkError` ...). Not counted by the `on_attempt` hook."""
-        token = self._credentials.token(org_id)
-        limiter = self._limiters[self._credentials.token_id(org_id)]
+        return self._get_object(
+            org_id, "/v3/self", [],
+            forbidden="the API will not say who the token is (403{detail}); some pages "
+            "say GET /v3/self needs the ReadAccountMeta permission",
+        )
+
+    def organizations(self) -> list[dict[str, object]]:
+        """Every organization of the enterprise (``GET /v3/enterprise/organizations``,
+        followed page by page), with the `ENTERPRISE` token. Errors as `whoami`'s."""
+        items: list[dict[str, object]] = []
+        after: str | None = None
+        for _ in range(10_000):  # a cursor that never ends is the API's bug, not a loop
+            params: list[tuple[str, str | int | float | bool | None]] = [("first", 200)]
+            if after is not None:
+                params.append(("after", after))
+            page = self._get_object(
+                ENTERPRISE, "/v3/enterprise/organizations", params,
+                forbidden="the token may not list the enterprise's organizations "
+                "(403{detail}): give its service user the ManageOrganizations permission",
+            )
+            found = page.get("items")
+            if not isinstance(found, list):
+                raise InvalidPayloadError(
+                    "GET /v3/enterprise/organizations answered without a list of items",
+                    org_id=ENTERPRISE, status=200,
+                )
+            items += [item for item in found if isinstance(item, dict)]
+            cursor = page.get("end_cursor")
+            if not page.get("has_next_page") or not isinstance(cursor, str):
+                return items
+            after = cursor
+        return items
+
+    def _get_object(
+        self, key: str, path: str, params: list[tuple[str, str | int | float | bool | None]],
+        *, forbidden: str,
+    ) -> dict[str, object]:
+        """GET `path` with `key`'s token, retried like `fetch`; the JSON object answered.
+        `forbidden` is the 403 message (``{detail}`` takes the API's words)."""
+        token = self._credentials.token(key)
+        limiter = self._limiters[self._credentials.token_id(key)]
         attempt = 0
         while True:
             attempt += 1
@@ -233,14 +282,14 @@ class DevinClient:
             try:
                 with self._slots:
                     response = self._http.get(
-                        "/v3/self", headers={"Authorization": f"Bearer {token}"}
+                        path, params=params, headers={"Authorization": f"Bearer {token}"}
                     )
                 if response.status_code == 200:
                     body = json.loads(response.content)
                     if not isinstance(body, dict):
                         raise InvalidPayloadError(
-                            "GET /v3/self answered 200 with JSON that is not an object",
-                            org_id=org_id, status=200,
+                            f"GET {path} answered 200 with JSON that is not an object",
+                            org_id=key, status=200,
                         )
                     return body
                 status, detail = response.status_code, _problem_detail(
@@ -248,29 +297,27 @@ class DevinClient:
                 )
                 if status == 403:
                     raise PermissionDeniedError(
-                        f"the API will not say who the token is (403{detail}); some pages "
-                        "say GET /v3/self needs the ReadAccountMeta permission",
-                        org_id=org_id, status=status,
+                        forbidden.format(detail=detail), org_id=key, status=status
                     )
                 if status == 404:
                     raise RequestRejectedError(
-                        f"the API has no GET /v3/self (404{detail}): check [api].base_url",
-                        org_id=org_id, status=status,
+                        f"the API has no GET {path} (404{detail}): check [api].base_url",
+                        org_id=key, status=status,
                     )
-                raise self._status_error(Target(org_id), response)
+                raise self._status_error(Target(key), response)
             except ValueError:  # not JSON, or not UTF-8
                 error: TransientApiError = MalformedResponseError(
-                    "GET /v3/self answered 200 with a body that is not JSON",
-                    org_id=org_id, status=200,
+                    f"GET {path} answered 200 with a body that is not JSON",
+                    org_id=key, status=200,
                 )
             except httpx.TimeoutException as exc:
                 error = NetworkError(
-                    f"the API did not answer in time ({type(exc).__name__})", org_id=org_id
+                    f"the API did not answer in time ({type(exc).__name__})", org_id=key
                 )
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 error = NetworkError(
                     self._credentials.scrub(f"network error ({type(exc).__name__}: {exc})"),
-                    org_id=org_id,
+                    org_id=key,
                 )
             except TransientApiError as exc:
                 error = exc

@@ -38,7 +38,7 @@ from collector.config_fields import (
 )
 from collector.config_fields import interval as interval_seconds
 from collector.config_fields import rate_limit as rate_limit_value
-from collector.config_sources import SourcesConfig, check_source_names
+from collector.config_sources import DiscoveryConfig, SourcesConfig, check_source_names
 from collector.errors import ConfigError
 from collector.windows import DAY, format_duration
 
@@ -223,13 +223,15 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    discovery: DiscoveryConfig | None = None
     orgs: list[OrgConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_orgs(self) -> Config:
-        if not self.orgs:
+        if not self.orgs and self.discovery is None:
             raise ValueError(
-                "no organization to collect: add an [[orgs]] entry with the org's id"
+                "no organization to collect: add an [[orgs]] entry with the org's id, or a "
+                "[discovery] section to find the enterprise's organizations"
             )
         ids = [o.id for o in self.orgs]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -271,6 +273,11 @@ class Config(_Section):
                     "every [schedule].interval, so that is as often as it can fetch"
                 )
         return found
+
+    def discovered_org(self, org_id: str, name: str | None) -> OrgConfig:
+        """The settings of an org found by discovery: the defaults and its token."""
+        assert self.discovery is not None
+        return OrgConfig(id=org_id, name=name, token_env=self.discovery.org_token)
 
     def org(self, org_id: str) -> OrgConfig:
         for org in self.orgs:

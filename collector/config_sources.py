@@ -1,12 +1,12 @@
-"""The `[sources]` section of the configuration: which endpoints run, and each one's schedule
-and options. Parsed once, at load.
+"""The `[sources]` and `[discovery]` sections of the configuration: which endpoints run, each
+one's schedule and options, and how organizations are found. Parsed once, at load.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collector.config_fields import Interval, Seconds
+from collector.config_fields import EnvName, Interval, Seconds
 from collector.sources import FAMILIES
 from collector.windows import DAY
 
@@ -86,3 +86,21 @@ class SourcesConfig(_Section):
     def options(self, family: str) -> SourceOptions:
         found: SourceOptions = getattr(self, family)
         return found
+
+
+class DiscoveryConfig(_Section):
+    """Organizations found by listing the enterprise's (``GET /v3/enterprise/organizations``)
+    with `token_env`'s token, at start and every `refresh`. `include` and `exclude` are
+    shell-style globs matched against an org's id or its name. Discovered orgs take the
+    default sources and schedule, and the token in `org_token_env` (default: `token_env`).
+    Orgs of `[[orgs]]` keep their own settings."""
+
+    token_env: EnvName
+    refresh: Seconds = HOUR
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    org_token_env: EnvName | None = None
+
+    @property
+    def org_token(self) -> str:
+        return self.org_token_env or self.token_env

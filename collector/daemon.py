@@ -121,8 +121,7 @@ class Daemon:
         self.size = config.windows.size
         self.stopping = threading.Event()
         self._targets: dict[str, list[Target]] = {}
-        for target in targets_from_config(config):
-            self._targets.setdefault(target.org_id, []).append(target)
+        self._set_targets()
         #: (org, source family) -> until when it rests after an access error; the family is
         #: "" when the whole org rests (a bad token or org id), else a missing permission.
         self._resting_until: dict[tuple[str, str], float] = {}
@@ -272,12 +271,48 @@ class Daemon:
 
     # -- the scheduler ---------------------------------------------------------------------
 
+    def _set_targets(self) -> None:
+        targets: dict[str, list[Target]] = {}
+        for target in targets_from_config(self.config, orgs=self.collector.orgs):
+            targets.setdefault(target.org_id, []).append(target)
+        self._targets = targets
+
+    def sync_orgs(self, scheduler: BackgroundScheduler | None = None) -> tuple[list[str],
+                                                                               list[str]]:
+        """Discovery, now: orgs that appeared get a job (a new org is caught up over the
+        catch-up horizon by its first runs), orgs that are gone lose theirs and keep their
+        data. Returns the ids added and removed."""
+        added, removed = self.collector.refresh_orgs()
+        self._set_targets()
+        if scheduler is not None:
+            for org_id in removed:
+                if scheduler.get_job(org_id) is not None:
+                    scheduler.remove_job(org_id)
+            start = datetime.now(UTC)
+            for org_id in added:
+                self._add_org_job(scheduler, org_id, start)
+        return added, removed
+
+    def _add_org_job(self, scheduler: BackgroundScheduler, org_id: str, first: datetime) -> None:
+        scheduler.add_job(
+            self.run_org,
+            IntervalTrigger(seconds=self.interval, jitter=self.jitter or None, timezone=UTC),
+            args=[org_id],
+            id=org_id,
+            name=f"collect {org_id}",
+            next_run_time=first,
+        )
+
     def scheduler(self) -> BackgroundScheduler:
-        """A scheduler with one interval job per org, first runs spread over the jitter."""
+        """A scheduler with one interval job per org, first runs spread over the jitter, and
+        with `[discovery]`, a job that lists the organizations every `refresh`."""
         orgs = list(self._targets)
+        discovery = self.config.discovery
+        # threads are started as runs need them: room for the orgs discovery may add
+        workers = max(1, len(orgs)) if discovery is None else max(64, len(orgs))
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(orgs)))},
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -287,13 +322,15 @@ class Daemon:
         start = datetime.now(UTC)
         spread = min(self.jitter, self.interval) / max(1, len(orgs))
         for index, org_id in enumerate(orgs):
+            self._add_org_job(scheduler, org_id, start + timedelta(seconds=index * spread))
+        if discovery is not None:
             scheduler.add_job(
-                self.run_org,
-                IntervalTrigger(seconds=self.interval, jitter=self.jitter or None, timezone=UTC),
-                args=[org_id],
-                id=org_id,
-                name=f"collect {org_id}",
-                next_run_time=start + timedelta(seconds=index * spread),
+                self.sync_orgs,
+                IntervalTrigger(seconds=discovery.refresh, timezone=UTC),
+                args=[scheduler],
+                id="@discovery",
+                name="discover organizations",
+                next_run_time=start + timedelta(seconds=discovery.refresh),
             )
         return scheduler
 

@@ -279,10 +279,12 @@ class Store:
         except SQLAlchemyError as exc:
             raise StorageError(f"could not save the learned rates: {describe_error(exc)}") from None
 
-    def record_orgs(self, orgs: Sequence[tuple[str, str | None]], now: float) -> None:
-        """Keep the `organizations` table in step with the configuration: each of `orgs`
-        (id, name) is present and seen now; a configured org no longer named is removed
-        (its data stays)."""
+    def record_orgs(
+        self, orgs: Sequence[tuple[str, str | None]], now: float, origin: str = "config"
+    ) -> None:
+        """Keep the `organizations` table in step: each of `orgs` (id, name) is present and
+        seen now, found by `origin` (``config`` or ``discovered``); an org of that origin
+        no longer among them is removed (its data stays)."""
         o = ORGS.c
         at = to_datetime(int(now))
         ids = [org_id for org_id, _ in orgs]
@@ -291,21 +293,30 @@ class Store:
                 for org_id, name in orgs:
                     conn.execute(
                         text("INSERT INTO organizations (org_id, name, origin, first_seen_at,"
-                             " last_seen_at, removed_at) VALUES (:id, :name, 'config', :at,"
+                             " last_seen_at, removed_at) VALUES (:id, :name, :origin, :at,"
                              " :at, NULL) ON CONFLICT (org_id) DO UPDATE SET"
-                             " name = excluded.name, last_seen_at = excluded.last_seen_at,"
-                             " removed_at = NULL")
+                             " name = excluded.name, origin = excluded.origin,"
+                             " last_seen_at = excluded.last_seen_at, removed_at = NULL")
                         .bindparams(bindparam("at", type_=ORGS.c.first_seen_at.type)),
-                        {"id": org_id, "name": name, "at": at},
+                        {"id": org_id, "name": name, "origin": origin, "at": at},
                     )
                 conn.execute(
                     update(ORGS)
-                    .where(o.origin == "config", o.removed_at.is_(None), o.org_id.not_in(ids))
+                    .where(o.origin == origin, o.removed_at.is_(None), o.org_id.not_in(ids))
                     .values(removed_at=at)
                 )
         except SQLAlchemyError as exc:
             raise StorageError(
                 f"could not record the organizations: {describe_error(exc)}") from None
+
+    def organizations(self) -> list[Row[Any]]:
+        """The `organizations` table: org_id, name, origin, first/last seen, removed_at."""
+        o = ORGS.c
+        try:
+            with reading(self.engine) as conn:
+                return list(conn.execute(select(ORGS).order_by(o.org_id)))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the organizations: {describe_error(exc)}") from None
 
     def learned_rates(self) -> dict[str, tuple[float, int]]:
         """The rates `save_rates` remembered: variable name -> (requests/s, when)."""

@@ -470,3 +470,28 @@ def _fmt(window: Window) -> str:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
     return f"{one(window.start)} .. {one(window.end)}"
+
+
+def test_discovery_is_checked_with_its_own_token(check_sim: Simulator, tmp_path: Path) -> None:
+    config = write_config(tmp_path, check_sim.base_url, sources=("sessions",), orgs=(
+        '[discovery]\ntoken_env = "ENTERPRISE_TOKEN"\nexclude = ["org-beta"]\n'
+        '[[orgs]]\nid = "org-alpha"\n'))
+    ok = run(config, "--json", DEVIN_API_TOKEN=TOKEN, ENTERPRISE_TOKEN=TOKEN)
+    assert ok.exit_code == 0, ok.output
+    (found,) = [r for r in json.loads(ok.stdout) if r["source"] == "discovery"]
+    assert found["ok"]
+    assert found["detail"].startswith("2 organization(s) listed; 0 taken")  # alpha: [[orgs]]
+    assert check_sim.count(endpoint="organizations") == 1
+    denied = run(config, DEVIN_API_TOKEN=TOKEN, ENTERPRISE_TOKEN=NO_BILLING_TOKEN)
+    assert denied.exit_code == 0, denied.output  # NO_BILLING_TOKEN may list the orgs
+    check_sim.add_token("cog_no_listing_token_5e", TokenGrant(
+        None, denied=frozenset({"organizations"})))
+    refused = run(config, DEVIN_API_TOKEN=TOKEN, ENTERPRISE_TOKEN="cog_no_listing_token_5e")
+    assert refused.exit_code == 1
+    assert "ManageOrganizations" in table(refused)[("-", "discovery")][2]
+    missing = run(config, DEVIN_API_TOKEN=TOKEN)
+    assert missing.exit_code == 1
+    assert "ENTERPRISE_TOKEN" in table(missing)[("-", "discovery")][2]
+    for result in (ok, denied, refused, missing):
+        assert all(t not in result.output for t in (*TOKENS, "cog_no_listing_token_5e"))
+    assert not (tmp_path / "c.db").exists()

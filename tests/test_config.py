@@ -70,6 +70,7 @@ def test_config_path_resolution(tmp_path: Path) -> None:
          "unknown source 'pr'"),
         ('[sources]\nenabled = ["sessions"]\n[[orgs]]\nid = "org-a"\nsources = ["prs"]\n',
          "(top level)", "[sources].enabled leaves out"),
+        ('[discovery]\nrefresh = "1h"\n', "discovery.token_env", "Field required"),
         (MINIMAL + "[sources.active_users]\nmin_sessions = -1\n",
          "sources.active_users.min_sessions", "greater than or equal to 0"),
         (MINIMAL + "[api]\nbase_url = \"http://api.example.com\"\n", "api", "in clear"),
@@ -245,3 +246,13 @@ def test_base_url_keeps_a_path_prefix(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text), {}).api.base_url == (
         "https://proxy.example.com/devin"
     )
+
+
+def test_discovery_alone_is_a_configuration() -> None:
+    data = {"discovery": {"token_env": "ENTERPRISE_TOKEN", "exclude": ["org-sandbox-*"]}}
+    config = parse_config(data, {}, source="t")
+    assert config.orgs == []
+    assert config.discovery is not None
+    assert config.discovery.refresh == 3600
+    org = config.discovered_org("org-x", "X")
+    assert (org.id, org.name, config.token_env_for(org)) == ("org-x", "X", "ENTERPRISE_TOKEN")

@@ -17,7 +17,7 @@ from collector.assembly import Collector
 from collector.calendars import BILLING_DAYS, DAYS, MONTHS, WEEKS
 from collector.config import Config
 from collector.daemon import Daemon
-from collector.sim import Simulator, TokenGrant
+from collector.sim import Fault, Simulator, TokenGrant
 from collector.status import target_status
 from collector.store import Store
 from collector.targets import targets_from_config
@@ -259,3 +259,56 @@ def test_a_backfill_of_every_source_takes_few_requests_and_stores_the_truth(
         assert [(o["org_id"], o["origin"], o["removed_at"] is None) for o in orgs] == [
             ("org-alpha", "config", False), ("org-beta", "config", True)]
         assert kept == DAYS.count(start, now)
+
+
+def test_discovery_adds_and_removes_orgs_while_the_daemon_runs(
+    sim: Simulator, make_config: Callable[..., Config], make_client: MakeClient,
+    engine: Engine, clock: FakeClock,
+) -> None:
+    from collector.assembly import known_orgs
+    from collector.client import ANY_ORG, ENTERPRISE
+
+    sim.set_orgs(("org-alpha", "org-beta", "org-sandbox-1"),
+                 names={"org-beta": "Beta", "org-sandbox-1": "Sandbox"})
+    config = make_config(
+        schedule={"interval": "1h", "catchup_horizon": "1d", "jitter": "0s"},
+        sources={"enabled": ["sessions", "searches"]},
+        discovery={"token_env": "ENTERPRISE_TOKEN", "exclude": ["Sandbox"]},
+        orgs=[{"id": "org-alpha", "segments": [SEGMENT], "sources": ["sessions"]}],
+    )
+    client = make_client(tokens={"org-alpha": TOKEN, ENTERPRISE: TOKEN, ANY_ORG: TOKEN})
+    clock.now = T0 + 600
+    daemon = Daemon(Collector(config, Store(engine), client), clock=clock)
+    scheduler = daemon.scheduler()
+    assert {job.id for job in scheduler.get_jobs()} == {"org-alpha", "@discovery"}
+    # found at start: org-beta (the sandbox is excluded by name; org-alpha keeps its own
+    # settings: its segment, sessions only)
+    assert daemon.sync_orgs(scheduler) == (["org-beta"], [])
+    assert {job.id for job in scheduler.get_jobs()} == {"org-alpha", "org-beta", "@discovery"}
+    assert {(t.org_id, t.segment, t.source.name) for t in daemon.targets("org-alpha")} == {
+        ("org-alpha", "all", "sessions"), ("org-alpha", "team", "sessions")}
+    sim.reset_stats()
+    daemon.run_org("org-beta")  # a new org is caught up over the horizon by itself
+    beta = Counter(r.endpoint for r in sim.requests if r.org_id == "org-beta")
+    assert beta == {"sessions": 25, "searches": 25}
+    check_against_truth(sim, engine, settled_only=False)
+    orgs = {r["org_id"]: r for r in rows(engine, "SELECT * FROM organizations")}
+    assert {k: (v["origin"], v["name"], v["removed_at"]) for k, v in orgs.items()} == {
+        "org-alpha": ("config", None, None), "org-beta": ("discovered", "Beta", None)}
+    # org-beta disappears: no more job, its data stays, and it shows as removed
+    sim.set_orgs(("org-alpha", "org-sandbox-1"))
+    clock.advance(3600)
+    assert daemon.sync_orgs(scheduler) == ([], ["org-beta"])
+    assert {job.id for job in scheduler.get_jobs()} == {"org-alpha", "@discovery"}
+    assert daemon.targets("org-beta") == []
+    (gone,) = rows(engine, "SELECT removed_at FROM organizations WHERE org_id = 'org-beta'")
+    assert gone["removed_at"] is not None
+    assert rows(engine, "SELECT COUNT(*) AS n FROM search_metrics"
+                        " WHERE org_id = 'org-beta'")[0]["n"] == 25
+    assert [o.id for o in known_orgs(config, Store(engine))] == ["org-alpha"]
+    # the API cannot list the orgs for a while: the daemon keeps the ones it knows
+    sim.set_orgs(("org-alpha", "org-beta"))
+    daemon.sync_orgs(scheduler)
+    sim.inject(Fault("status", status=403, endpoint="organizations", count=10))
+    assert daemon.sync_orgs(scheduler) == ([], [])
+    assert "org-beta" in {job.id for job in scheduler.get_jobs()}

@@ -25,7 +25,7 @@ from collector.errors import ConfigError, StorageError
 from collector.windows import DAY, format_duration
 
 if TYPE_CHECKING:
-    from collector.config import Config
+    from collector.config import Config, OrgConfig
     from collector.outcomes import Outcome
 
 log = logging.getLogger("collector.backfill")
@@ -108,7 +108,7 @@ def backfill(
     not yet due again, so re-running after an interruption fetches only what is missing.
     """
     from collector import backfill as bf
-    from collector.assembly import open_collector, open_store
+    from collector.assembly import known_orgs, open_collector, open_store
     from collector.ledger import claim_owner, owner_alive
     from collector.targets import targets_from_config
 
@@ -128,7 +128,7 @@ def backfill(
                 f"window, {when(int(span.until))}", err=True,
             )
         unknown = sorted(set(orgs) - {o.id for o in config.orgs})
-        if unknown:
+        if unknown and config.discovery is None:
             raise ConfigError(f"--org {', '.join(unknown)}: not in the configuration")
         known = {"all"} | {s.name for o in config.orgs for s in o.segments}
         unknown = sorted(set(segments) - known)
@@ -140,12 +140,12 @@ def backfill(
                 f"--source {', '.join(off)}: not an enabled source; the enabled sources are "
                 f"{', '.join(config.sources.enabled)} ([sources].enabled)"
             )
-        targets = targets_from_config(config, orgs, segments, sources)
-        total = sum(span.windows_of(t) for t in targets)
         if dry_run:
             with open_store(config, writable=False) as store:
-                keys = _token_keys(config, obj.env)
-                rates, how = _rates(config, store.learned_rates())
+                every = known_orgs(config, store)
+                targets = targets_from_config(config, orgs, segments, sources, orgs=every)
+                keys = _token_keys(config, every, obj.env)
+                rates, how = _rates(config, every, store.learned_rates())
                 est = bf.estimate(
                     store, targets, span, now=now, force=force,
                     tokens=keys, rates={keys[org]: rate for org, rate in rates.items()},
@@ -161,8 +161,10 @@ def backfill(
             )
             sys.exit(EXIT_OK)
         workers = concurrency or config.api.concurrency
-        org_ids = sorted({t.org_id for t in targets})
+        org_ids = sorted(set(orgs) & {o.id for o in config.orgs}) if orgs else []
         with open_collector(config, obj.env, org_ids=org_ids, concurrency=workers) as collector:
+            targets = targets_from_config(config, orgs, segments, sources, orgs=collector.orgs)
+            total = sum(span.windows_of(t) for t in targets)
             store = collector.store
             store.release_orphans(now, owner_alive)  # claims of a backfill that was killed
             # a day of every target is claimed at once: the lease covers them all
@@ -190,24 +192,26 @@ def backfill(
     sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)
 
 
-def _token_keys(config: Config, env: Mapping[str, str]) -> dict[str, str]:
+def _token_keys(
+    config: Config, orgs: Sequence[OrgConfig], env: Mapping[str, str]
+) -> dict[str, str]:
     """What identifies each org's token for the estimate: the token itself when it is set
     (two variables holding one token share one rate limit), else the variable's name."""
     keys = {}
-    for org in config.orgs:
+    for org in orgs:
         keys[org.id] = env.get(config.token_env_for(org), "").strip() or config.token_label(org)
     return keys
 
 
 def _rates(
-    config: Config, learned: Mapping[str, tuple[float, int]]
+    config: Config, orgs: Sequence[OrgConfig], learned: Mapping[str, tuple[float, int]]
 ) -> tuple[dict[str, float], str]:
     """Per org, the rate its token is expected to run at, and where that figure comes from:
     the configured `[api].rate_limit`, what the last run learned (capped by it), or the
     rate a new token starts at."""
     ceiling = None if config.api.rate_limit == "auto" else config.api.rate_limit
     rates, whens = {}, []
-    for org in config.orgs:
+    for org in orgs:
         found = learned.get(config.token_label(org))
         if found is not None:
             rate = found[0] if ceiling is None else min(found[0], ceiling)

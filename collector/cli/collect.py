@@ -29,12 +29,12 @@ def collect(obj: Context) -> None:
     with errors_to_exit_codes():
         config = obj.config()
         now = time.time()
-        work: list[tuple[Target, Window]] = []
-        for target in targets_from_config(config):
-            current = target.calendar.at(now)
-            previous = target.calendar.at(current.start - 1)
-            work += chunks(target, [previous, current])
         with open_collector(config, obj.env) as collector:
+            work: list[tuple[Target, Window]] = []
+            for target in targets_from_config(config, orgs=collector.orgs):
+                current = target.calendar.at(now)
+                previous = target.calendar.at(current.start - 1)
+                work += chunks(target, [previous, current])
             report = collector.collect(work)
     print_report(report, "collect")
     sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)

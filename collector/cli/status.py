@@ -21,7 +21,6 @@ from collector.errors import ConfigError
 from collector.windows import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from collector.config import Config
     from collector.status import TargetStatus
 
 
@@ -44,9 +43,10 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     Windows missing inside the catch-up horizon come with the backfill command that fetches
     them. --json prints timestamps as ISO 8601 UTC and staleness in whole seconds.
     """
-    from collector.assembly import open_store
+    from collector.assembly import known_orgs, open_store
     from collector.status import ago, iso, target_status
     from collector.targets import targets_from_config
+    from collector.windows import to_timestamp
 
     with errors_to_exit_codes():
         config = obj.config()
@@ -55,17 +55,20 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
         except ValueError as exc:
             raise ConfigError(f"--max-age: {exc}") from None
         with open_store(config, writable=False) as store:  # a read-only replica will do
+            every = known_orgs(config, store)
             rows = target_status(
                 store,
-                targets_from_config(config),
+                targets_from_config(config, orgs=every),
                 now=time.time(),
                 horizon=config.schedule.catchup_horizon,
                 max_age=limit,
             )
             learned = store.learned_rates()
-    rates = {org.id: learned.get(config.token_label(org)) for org in config.orgs}
+            removed = [o for o in store.organizations() if o.removed_at is not None]
+    labels = {org.id: config.token_label(org) for org in every}
+    rates = {org_id: learned.get(label) for org_id, label in labels.items()}
     if as_json:
-        click.echo(json.dumps([_with_rate(r.as_dict(), config, rates) for r in rows], indent=2))
+        click.echo(json.dumps([_with_rate(r.as_dict(), labels, rates) for r in rows], indent=2))
     else:
         for r in rows:
             newest = when(r.newest_window)
@@ -89,18 +92,24 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
             )
         for name, (rate, at) in sorted(learned.items()):
             click.echo(f"rate of {name}: {rate:g} request(s)/s, learned {when(at)}")
+        for org in removed:
+            click.echo(f"removed {org.org_id}: no longer {_gone[org.origin]} since "
+                       f"{when(to_timestamp(org.removed_at))}; its data is kept")
     sys.exit(EXIT_PARTIAL if any(r.stale for r in rows) else EXIT_OK)
 
 
+_gone = {"config": "in the configuration", "discovered": "listed by the API"}
+
+
 def _with_rate(
-    row: dict[str, Any], config: Config, rates: dict[str, tuple[float, int] | None]
+    row: dict[str, Any], labels: dict[str, str], rates: dict[str, tuple[float, int] | None]
 ) -> dict[str, Any]:
     """The status row, with the rate its token was last seen to run at (or null)."""
     from collector.status import iso
 
     found = rates.get(row["org_id"])
     row["token_rate"] = None if found is None else {
-        "token_env": config.token_label(config.org(row["org_id"])),
+        "token_env": labels[row["org_id"]],
         "requests_per_second": found[0],
         "learned_at": iso(found[1]),
     }
