@@ -182,10 +182,11 @@ def _check_discovery(
     finally:
         client.close()
     taken = select(config, listed)
+    names = ", ".join(o.id for o in taken[:5]) + (", ..." if len(taken) > 5 else "")
     return CheckResult(
         "source", label, None, "discovery", True,
-        f"{len(listed)} organization(s) listed; {len(taken)} taken beside [[orgs]] "
-        f"({', '.join(o.id for o in taken[:5])}{', ...' if len(taken) > 5 else ''})",
+        f"{len(listed)} organization(s) listed; {len(taken)} taken beside [[orgs]]"
+        + (f" ({names})" if names else ""),
     )
 
 
