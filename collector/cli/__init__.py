@@ -16,6 +16,7 @@ from collector.cli.backfill import backfill
 from collector.cli.check import check
 from collector.cli.collect import collect
 from collector.cli.db import db
+from collector.cli.report import report
 from collector.cli.run import run
 from collector.cli.simulate import demo, simulate
 from collector.cli.status import status
@@ -49,5 +50,5 @@ def main(
     ctx.obj = Context(config_flag, log_format, verbose)
 
 
-for command in (db, collect, run, status, backfill, check, simulate, demo):
+for command in (db, collect, run, status, backfill, check, simulate, demo, report):
     main.add_command(command)

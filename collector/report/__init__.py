@@ -1,0 +1,138 @@
+"""`collector report`: one self-contained HTML page of what the database holds.
+
+Read from the public views only (`queries`), shaped into sections of charts per scope
+(`sections`), with the summary and data quality on top and at the end (`summary`), drawn as
+SVG in Python (`charts`) inside a page with its CSS and script inline (`page`). Nothing is
+fetched, neither when writing the page nor when it is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from html import escape
+
+from sqlalchemy import Engine
+
+from collector.errors import ConfigError
+from collector.report import page
+from collector.report.queries import ALL, Reader
+from collector.report.sections import charts, date_ticks, days, scopes
+from collector.report.summary import Weeks, figures, quality
+from collector.status import TargetStatus
+
+__all__ = ["Report", "build_report"]
+
+TITLE = "Devin usage report"
+
+
+@dataclass(frozen=True)
+class Report:
+    html: str
+    orgs: tuple[str, ...]
+    charts: int
+    points: int
+    empty: bool
+
+
+def build_report(
+    engine: Engine,
+    *,
+    first_day: date,
+    last_day: date,
+    now: float,
+    orgs: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    statuses: Sequence[TargetStatus] | None = None,
+) -> Report:
+    """The report of `engine`'s database for the UTC days `first_day` to `last_day`
+    (inclusive), as seen at `now`, narrowed to `orgs` and `segments` (``all``: the whole
+    orgs) when given. `statuses` (from `collector.status.target_status`) add the failing
+    windows to the data quality table. An org or segment named that the database does not
+    know raises `ConfigError`."""
+    if last_day < first_day:
+        raise ConfigError(f"the range is empty: {first_day} is after {last_day}")
+    today = datetime.fromtimestamp(now, UTC).date()
+    weeks = Weeks.ending(last_day, today)
+    wanted = tuple(segments)
+    data = Reader(engine).read(first_day, last_day, tuple(orgs), weeks.previous[0])
+    unknown = [o for o in orgs if o not in data.orgs]
+    if unknown:
+        raise ConfigError(f"--org: no data and no record of {', '.join(unknown)} in the "
+                          "database")
+    known = {s for _, s in data.segments()}
+    missing = [s for s in wanted if s != ALL and s not in known]
+    if missing:
+        have = ", ".join(sorted(known)) or "none"
+        raise ConfigError(f"--segment: no data for {', '.join(missing)} between {first_day} "
+                          f"and {last_day} (segments with data: {have})")
+    slots = days(data)
+    ticks = date_ticks(slots)
+    sections, nav = [], [("summary", "Summary")]
+    total_charts = total_points = 0
+    for scope in scopes(data, wanted) if not data.empty else []:
+        built = charts(data, scope)
+        total_charts += len(built)
+        total_points += sum(c.points for c in built)
+        body = "".join(page.figure(c, ticks if c.x_name == "day" else ()) for c in built)
+        sections.append(f'<section id="{escape(scope.key)}" data-scope="{escape(scope.key)}">'
+                        f'<h2>{escape(scope.title)}</h2><div class="grid">{body}</div>'
+                        "</section>")
+        nav.append((scope.key, scope.title))
+    nav.append(("quality", "Data quality"))
+    current = f"{weeks.current[0]} to {weeks.current[1]}"
+    previous = f"{weeks.previous[0]} to {weeks.previous[1]}"
+    if data.empty:
+        head = (f'<p class="empty" id="empty">No data between {first_day} and {last_day}'
+                f"{' for ' + ', '.join(orgs) if orgs else ''}. Collect some first: "
+                "<code>collector collect</code>, <code>collector run</code> or "
+                "<code>collector backfill --since DATE</code>.</p>")
+    else:
+        head = page.cards(figures(data, weeks, wanted), f"The 7 days {current}",
+                          f"the 7 days {previous}")
+    expected = max((min(last_day, today) - first_day).days + 1, 0)
+    body = (f'<section id="summary"><h2>Summary</h2>{head}</section>{"".join(sections)}'
+            f'<section id="quality"><h2>Data quality</h2>'
+            f"{page.quality_table(quality(data, today, wanted, statuses), expected)}"
+            "</section>")
+    names = ", ".join(data.orgs) or "no organization"
+    generated = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    subtitle = (f"{first_day} to {last_day} ({len(slots)} UTC days); {len(data.orgs)} "
+                f"organization(s): {names}"
+                + (f"; segments: {', '.join(wanted)}" if wanted else "")
+                + f". Generated {generated}.")
+    html = page.document(title=TITLE, subtitle=subtitle, nav=nav, body=body)
+    return Report(html, tuple(data.orgs), total_charts, total_points, data.empty)
+
+
+def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
+    """The first and last UTC day of `--since` (a duration back from the end of `--until`,
+    like ``90d``, or a date) and `--until` (a date, inclusive; default today)."""
+    from collector.backfill import parse_when
+    from collector.windows import parse_duration
+
+    today = datetime.fromtimestamp(now, UTC).date()
+    try:
+        last = today if until is None else _day(parse_when(until))
+    except ValueError as exc:
+        raise ConfigError(f"--until: {exc}") from None
+    try:
+        seconds = parse_duration(since)
+    except ValueError:
+        try:
+            first = _day(parse_when(since))
+        except ValueError:
+            raise ConfigError(
+                f"--since: {since!r} is neither a duration (90d) nor a date (2026-01-31)"
+            ) from None
+    else:
+        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        first = (end - timedelta(seconds=seconds)).date()
+    if first > last:
+        raise ConfigError(f"--since {since} comes after --until {last}")
+    return first, last
+
+
+def _day(ts: float) -> date:
+    return datetime.fromtimestamp(ts, UTC).date()
