@@ -97,10 +97,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _range_index() -> Index:
+    """A time range across orgs, for one segment (migration 0007): the primary key leads
+    with `org_id`, which serves one org only."""
+    return Index(None, "segment", "window_start")
+
+
 class MetricWindow(Base):
     """One response of the API: an org (or segment) over one window."""
 
     __tablename__ = "metric_windows"
+    __table_args__ = (_range_index(),)
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -129,7 +136,7 @@ class MetricWindowOrigin(Base):
     """Sessions created in a window, by origin (one row per origin key the API sent)."""
 
     __tablename__ = "metric_window_origins"
-    __table_args__ = (_window_fk(),)
+    __table_args__ = (_window_fk(), _range_index())
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -142,7 +149,7 @@ class MetricWindowSize(Base):
     """Sessions created, and with merged PRs, in a window, by size."""
 
     __tablename__ = "metric_window_sizes"
-    __table_args__ = (_window_fk(),)
+    __table_args__ = (_window_fk(), _range_index())
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -196,6 +203,7 @@ class PrWindow(Base):
     like `MetricWindow`."""
 
     __tablename__ = "pr_windows"
+    __table_args__ = (_range_index(),)
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -214,6 +222,7 @@ class SearchWindow(Base):
     """Searches created in a window; `segment` is always ``'all'`` (no user filters)."""
 
     __tablename__ = "search_windows"
+    __table_args__ = (_range_index(),)
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     segment: Mapped[str] = mapped_column(String(128), primary_key=True)

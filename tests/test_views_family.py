@@ -389,7 +389,7 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
         tables_0005, views_0005 = set(before.get_table_names()), set(before.get_view_names())
         ledger_0005 = [c["name"] for c in before.get_columns("collection_ledger")]
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0006"
+        assert db.current_revision(engine) == db.SCHEMA_HEAD
         after = inspect(engine)
         assert set(after.get_table_names()) == tables_0005 | NEW_TABLES
         assert set(after.get_view_names()) == views_0005 | NEW_VIEWS
@@ -411,7 +411,7 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
         assert query(engine, "SELECT SUM(sessions_created_count) FROM session_metrics "
                              "WHERE segment = 'all'") == [(9,)]
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0006"
+        assert db.current_revision(engine) == db.SCHEMA_HEAD
         assert set(inspect(engine).get_view_names()) == views_0005 | NEW_VIEWS
         assert query(engine, "SELECT * FROM pr_metrics") == []
         with engine.begin() as conn:
