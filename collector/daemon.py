@@ -152,7 +152,7 @@ class Daemon:
         for target in self.targets(org_id, now):
             calendar, interval = target.calendar, target.timing.interval
             since = calendar.floor(now - self.horizon)  # where the planner's horizon starts
-            cutoff = now + slack(interval)
+            cutoff = now + slack(self.interval)  # how early a run may take a due window
             due, known = self.store.plan_inputs(
                 target, now=now, cutoff=cutoff, since=since, interval=interval
             )

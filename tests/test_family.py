@@ -33,9 +33,10 @@ PERIODS = {"day": DAYS, "week": WEEKS, "month": MONTHS}
 def family_daemon(
     make_config: Callable[..., Config], make_client: MakeClient, engine: Engine, clock: FakeClock
 ) -> Callable[..., Daemon]:
-    def build(tokens: dict[str, str] | None = None, **sources: Any) -> Daemon:
+    def build(tokens: dict[str, str] | None = None, interval: str = "1h",
+              **sources: Any) -> Daemon:
         config = make_config(
-            schedule={"interval": "1h", "repoll_ages": ["1h", "1d", "7d"],
+            schedule={"interval": interval, "repoll_ages": ["1h", "1d", "7d"],
                       "catchup_horizon": "2d", "jitter": "0s", "access_error_backoff": "6h"},
             sources={**EVERY, **sources},
             orgs=[{"id": "org-alpha", "segments": [SEGMENT]}],
@@ -312,3 +313,23 @@ def test_discovery_adds_and_removes_orgs_while_the_daemon_runs(
     sim.inject(Fault("status", status=403, endpoint="organizations", count=10))
     assert daemon.sync_orgs(scheduler) == ([], [])
     assert "org-beta" in {job.id for job in scheduler.get_jobs()}
+
+
+def test_a_source_with_a_longer_interval_is_fetched_on_its_own_interval(
+    sim: Simulator, family_daemon: Callable[..., Daemon], clock: FakeClock
+) -> None:
+    """Runs every 15 minutes fetch the open day, week, month and billing day once an hour
+    (their interval), not every half hour."""
+    clock.now = T0 + 600
+    daemon = family_daemon(interval="15m")
+    daemon.run_org("org-alpha")
+    clock.advance(DAY)  # past the catch-up: only the open buckets and re-polls remain
+    daemon.run_org("org-alpha")
+    sim.reset_stats()
+    for _ in range(4 * 6):  # six hours of runs
+        clock.advance(900)
+        daemon.run_org("org-alpha")
+    calls = requests_by_endpoint(sim)
+    assert calls["searches"] >= 24  # the open window, every run
+    assert 6 <= calls["consumption"] <= 6 + 1  # hourly (+ the billing day that closed)
+    assert 3 * 6 <= calls["active_users"] <= 3 * 6 + 3
