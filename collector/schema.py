@@ -7,13 +7,15 @@ tables.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -27,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -91,6 +93,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 RawJSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class _Untyped(UserDefinedType[str]):
+    """A SQLite column declared without a type: values are kept as given."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return ""
+
+
+#: A UTC date: ``date`` on PostgreSQL; on SQLite the text ``YYYY-MM-DD`` that its own
+#: ``date()`` returns, in a column without a declared type, so that a view reading it has
+#: the type (none) and the comparisons of a ``date()`` expression.
+UTCDay = Date().with_variant(_Untyped(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -306,3 +323,89 @@ class Organization(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# -- daily rollups (migration 0008): kept by the writer, read by the daily views --------------
+
+
+def _day_index() -> Index:
+    """A range of days across orgs, for one segment."""
+    return Index(None, "segment", "day")
+
+
+class _DayKey:
+    """The key of a rollup row, first: org, segment (as in the windows), UTC day."""
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True, sort_order=-1)
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True, sort_order=-1)
+    day: Mapped[date | str] = mapped_column(UTCDay, primary_key=True, sort_order=-1)
+
+
+class MetricDay(_DayKey, Base):
+    """Sessions of one org (or segment) and UTC day: `metric_windows` summed; `acus` is the
+    unrounded sum of each window's average times its sessions."""
+
+    __tablename__ = "metric_days"
+    __table_args__ = (_day_index(),)
+
+    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
+    sessions_created_with_playbook_count: Mapped[int] = mapped_column(BigInteger)
+    sessions_created_with_search_count: Mapped[int] = mapped_column(BigInteger)
+    sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
+    acus: Mapped[float] = mapped_column(Float)
+    windows_collected: Mapped[int] = mapped_column(BigInteger)
+    windows_expected: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MetricDayOrigin(_DayKey, Base):
+    """Sessions of one org (or segment) and UTC day by origin: `metric_window_origins`
+    summed."""
+
+    __tablename__ = "metric_day_origins"
+    __table_args__ = (_day_index(),)
+
+    origin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricDaySize(_DayKey, Base):
+    """Sessions, and with merged PRs, of one org (or segment) and UTC day by size:
+    `metric_window_sizes` summed."""
+
+    __tablename__ = "metric_day_sizes"
+    __table_args__ = (_day_index(),)
+
+    size: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
+    sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
+
+
+class PrDay(_DayKey, Base):
+    """PRs of one org (or segment) and UTC day: `pr_windows` summed."""
+
+    __tablename__ = "pr_days"
+    __table_args__ = (_day_index(),)
+
+    prs_created_count: Mapped[int] = mapped_column(BigInteger)
+    prs_opened_count: Mapped[int] = mapped_column(BigInteger)
+    prs_closed_count: Mapped[int] = mapped_column(BigInteger)
+    prs_merged_count: Mapped[int] = mapped_column(BigInteger)
+    windows_collected: Mapped[int] = mapped_column(BigInteger)
+    windows_expected: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SearchDay(_DayKey, Base):
+    """Searches of one org and UTC day: `search_windows` summed."""
+
+    __tablename__ = "search_days"
+    __table_args__ = (_day_index(),)
+
+    searches_created_count: Mapped[int] = mapped_column(BigInteger)
+    windows_collected: Mapped[int] = mapped_column(BigInteger)
+    windows_expected: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)

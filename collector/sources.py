@@ -7,6 +7,10 @@ with the rows each answer becomes. The client, the collection step, the writer, 
 description, so adding an endpoint means describing it here, creating its tables in a
 migration, and adding its views (see docs/architecture.md, "Adding an endpoint").
 
+A windowed source may also keep daily rollups (`Rollup`): tables of UTC-day totals of its
+main table or of a child table, which the writer recomputes for every day it writes
+(`collector.rollup`) and the daily views read.
+
 Two time policies exist. A *windowed* source (sessions, PRs, searches) answers one aggregate
 per call, for a window of the configured size. A *bucketed* source (active users by day,
 week and month; ACU consumption by billing day) answers a list of buckets of its own
@@ -61,6 +65,21 @@ class ChildTable:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollup:
+    """A table of UTC-day totals of one of a source's tables, `of` (its main table or a
+    child table): one row per org, segment, day and value of the `by` columns, holding each
+    of `sums` summed over the day's rows, then each of `computed` (a column name and an
+    aggregate over the rows, aliased ``w``). A rollup of the main table then holds what the
+    day's windows cover (`collector.rollup.COVERAGE`)."""
+
+    table: str
+    of: str
+    sums: tuple[str, ...]
+    by: tuple[str, ...] = ()
+    computed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     """One bucket of a bucketed answer: an instant inside it (the calendar finds the
     bucket), the bucket's values, and its JSON as the API sent it."""
@@ -100,6 +119,8 @@ class Source:
     permission: str = METRICS_PERMISSION
     #: The option of `[sources.<family>]` that caps the buckets of one request.
     per_call: str = ""
+    #: Daily rollups of a windowed source's tables, kept by the writer.
+    daily: tuple[Rollup, ...] = ()
 
     @property
     def config_name(self) -> str:
@@ -137,31 +158,39 @@ def _size_rows(m: SessionMetrics) -> list[Row]:
     return [(size, created.get(size, 0), merged.get(size, 0)) for size in {**created, **merged}]
 
 
+SESSION_COUNTS = (
+    "sessions_created_count",
+    "sessions_created_with_playbook_count",
+    "sessions_created_with_search_count",
+    "sessions_with_merged_prs_count",
+)
+BY_SIZE = ("sessions_created_count", "sessions_with_merged_prs_count")
+
 SESSIONS = Source(
     name="sessions",
     path="/v3/organizations/{org_id}/metrics/sessions",
     segmented=True,
     model=SessionMetrics,
     table="metric_windows",
-    columns=(
-        "sessions_created_count",
-        "sessions_created_with_playbook_count",
-        "sessions_created_with_search_count",
-        "sessions_with_merged_prs_count",
-        "avg_acus_per_session",
-    ),
+    columns=(*SESSION_COUNTS, "avg_acus_per_session"),
     values=_session_values,
     children=(
         ChildTable("metric_window_origins", ("origin", "sessions_created_count"), _origin_rows),
-        ChildTable(
-            "metric_window_sizes",
-            ("size", "sessions_created_count", "sessions_with_merged_prs_count"),
-            _size_rows,
-        ),
+        ChildTable("metric_window_sizes", ("size", *BY_SIZE), _size_rows),
+    ),
+    daily=(
+        # `acus` unrounded: the views round it, as they round the per-window products
+        Rollup("metric_days", "metric_windows", SESSION_COUNTS, computed=(
+            ("acus", "SUM(w.avg_acus_per_session * w.sessions_created_count)"),)),
+        Rollup("metric_day_origins", "metric_window_origins", ("sessions_created_count",),
+               by=("origin",)),
+        Rollup("metric_day_sizes", "metric_window_sizes", BY_SIZE, by=("size",)),
     ),
 )
 
 # -- PRs and searches ---------------------------------------------------------------------
+
+PR_COUNTS = ("prs_created_count", "prs_opened_count", "prs_closed_count", "prs_merged_count")
 
 PRS = Source(
     name="prs",
@@ -169,9 +198,10 @@ PRS = Source(
     segmented=True,
     model=PrMetrics,
     table="pr_windows",
-    columns=("prs_created_count", "prs_opened_count", "prs_closed_count", "prs_merged_count"),
+    columns=PR_COUNTS,
     values=lambda m: (m.prs_created_count, m.prs_opened_count, m.prs_closed_count,
                       m.prs_merged_count),
+    daily=(Rollup("pr_days", "pr_windows", PR_COUNTS),),
 )
 
 SEARCHES = Source(
@@ -182,6 +212,7 @@ SEARCHES = Source(
     table="search_windows",
     columns=("searches_created_count",),
     values=lambda m: (m.searches_created_count,),
+    daily=(Rollup("search_days", "search_windows", ("searches_created_count",)),),
 )
 
 

@@ -1,8 +1,9 @@
 """Writes and reads of collected windows: the one database seam of the collection path.
 
 `Store.save` writes a batch of outcomes in one transaction: the windows' values, their origin
-and size buckets and their ledger entries change together or not at all. Writing a window
-again replaces its values (an upsert), so re-collecting never duplicates anything.
+and size buckets, their ledger entries and the daily rollups of their days
+(`collector.rollup`) change together or not at all. Writing a window again replaces its
+values (an upsert), so re-collecting never duplicates anything.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collector.errors import ConfigError, StorageError
 from collector.ledger import due_clause, free_clause, newest_failing, of, status_summary
 from collector.outcomes import Collected, Failed, Outcome
 from collector.planner import Due
+from collector.rollup import Rollups
 from collector.schema import Organization, Setting
 from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
@@ -52,6 +54,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = Writer(engine.dialect.name)
+        self._rollups = Rollups(engine.dialect.name)
         # SQLite has one writer at a time. Threads of this process queue here, in order,
         # rather than in SQLite's busy handler, which sleeps in growing steps.
         self._write_lock: AbstractContextManager[object] = (
@@ -109,6 +112,7 @@ class Store:
                     if rows:
                         conn.exec_driver_sql(insert, rows)
         conn.exec_driver_sql(w.ledger_success, w.ledger_success_rows(items, owner))
+        self._rollups.refresh(conn, items)
 
     def plan_inputs(
         self, target: Target, *, now: float, cutoff: float, since: float, interval: int

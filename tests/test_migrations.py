@@ -13,12 +13,14 @@ from collector.schema import Base
 
 VIEWS = {"session_metrics", "session_metrics_by_origin", "session_metrics_by_size",
          "session_metrics_daily", "pr_metrics", "pr_metrics_daily", "search_metrics",
-         "search_metrics_daily", "active_users", "acu_consumption_daily", "devin_daily"}
+         "search_metrics_daily", "active_users", "acu_consumption_daily", "devin_daily",
+         "session_metrics_daily_by_origin", "session_metrics_daily_by_size"}
 START, END = "2026-11-20 00:00:00", "2026-11-20 01:00:00"
 TABLES = {"metric_windows", "metric_window_origins", "metric_window_sizes",
           "collection_ledger", "collector_settings", "alembic_version", "pr_windows",
           "search_windows", "active_users_daily", "active_users_weekly", "active_users_monthly",
-          "acu_consumption_days", "organizations"}
+          "acu_consumption_days", "organizations", "metric_days", "metric_day_origins",
+          "metric_day_sizes", "pr_days", "search_days"}
 
 
 def test_schema_head_constant_is_alembics_head() -> None:

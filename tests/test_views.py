@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, insert, inspect, text
 
 from collector import db
+from collector.rollup import Rollups
 from collector.schema import MetricWindow, MetricWindowOrigin, MetricWindowSize
 from tests.helpers import ROOT, T0, postgres_schema, postgres_url
 
@@ -46,6 +47,7 @@ def fill(engine: Engine) -> None:
         })
     with engine.begin() as conn:
         conn.execute(insert(MetricWindow), rows)
+        Rollups(engine.dialect.name).rebuild(conn)  # as the writer keeps them
 
 
 def acus(engine: Engine) -> dict[str, list[tuple[float, ...]]]:
@@ -176,6 +178,7 @@ def fill_recent(engine: Engine) -> None:
         conn.execute(insert(MetricWindow), windows)
         conn.execute(insert(MetricWindowOrigin), origins)
         conn.execute(insert(MetricWindowSize), sizes)
+        Rollups(engine.dialect.name).rebuild(conn)  # as the writer keeps them
 
 
 def plain(rows: Any) -> list[tuple[Any, ...]]:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, bindparam, insert, inspect, text
 
 from collector import db
+from collector.rollup import Rollups
 from collector.schema import Base, LedgerEntry, MetricWindow
 from tests.helpers import postgres_schema, postgres_url
 from tests.test_views import doc_queries
@@ -37,6 +38,10 @@ COLUMNS = {
 NEW_VIEWS = {"pr_metrics", "pr_metrics_daily", "search_metrics", "search_metrics_daily",
              "active_users", "acu_consumption_daily", "devin_daily"}
 NEW_TABLES = {*COLUMNS, "organizations"}
+#: What migration 0008 adds after them: the daily rollups and their views.
+ROLLUP_TABLES = {"metric_days", "metric_day_origins", "metric_day_sizes", "pr_days",
+                 "search_days"}
+ROLLUP_VIEWS = {"session_metrics_daily_by_origin", "session_metrics_daily_by_size"}
 
 
 def at(text_: str) -> datetime:
@@ -60,6 +65,11 @@ def window(conn: Connection, table: str, org: str, segment: str, start: datetime
            seconds: int, *values: Any, fetched: datetime) -> None:
     put(conn, table, (org, segment, start, start + timedelta(seconds=seconds), seconds,
                       *values, fetched, {"source": table}))
+
+
+def rolled_up(conn: Connection) -> None:
+    """The daily rollups of the rows inserted, as the writer keeps them (`Store.save`)."""
+    Rollups(conn.dialect.name).rebuild(conn)
 
 
 def ledger(conn: Connection, source: str, org: str, segment: str, start: datetime,
@@ -177,6 +187,7 @@ def fill_prs(conn: Connection, *, with_ledger: bool = True) -> None:
            fetched=DAY1 + timedelta(days=1))
     window(conn, "pr_windows", "org-a", "team", at("2026-11-25 00:00"), SIX_HOURS, 1, 1, 0, 0,
            fetched=at("2026-11-26 00:00"))
+    rolled_up(conn)
     if not with_ledger:
         return
     end0 = DAY1 + timedelta(seconds=SIX_HOURS)
@@ -195,6 +206,7 @@ def fill_searches(conn: Connection) -> None:
         start = DAY1 + timedelta(seconds=i * SIX_HOURS)
         window(conn, "search_windows", "org-a", "all", start, SIX_HOURS, count,
                fetched=start + timedelta(seconds=SIX_HOURS))
+    rolled_up(conn)
     ledger(conn, "searches", "org-a", "all", DAY1, DAY1 + timedelta(seconds=SIX_HOURS),
            settled=True)
     second = DAY1 + timedelta(seconds=SIX_HOURS)
@@ -352,6 +364,7 @@ def fill_sessions(conn: Connection) -> None:
     session_window(conn, "org-a", "all", DAY1 + timedelta(seconds=SIX_HOURS), 3, 2.0)
     session_window(conn, "org-a", "team", DAY1, 50, 1.0)
     session_window(conn, "org-b", "all", at("2026-11-22 00:00"), 4, 0.55)
+    rolled_up(conn)
 
 
 def test_devin_daily_joins_every_source_with_nulls_for_missing_ones(engine: Engine) -> None:
@@ -391,8 +404,8 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
         db.upgrade(engine)
         assert db.current_revision(engine) == db.SCHEMA_HEAD
         after = inspect(engine)
-        assert set(after.get_table_names()) == tables_0005 | NEW_TABLES
-        assert set(after.get_view_names()) == views_0005 | NEW_VIEWS
+        assert set(after.get_table_names()) == tables_0005 | NEW_TABLES | ROLLUP_TABLES
+        assert set(after.get_view_names()) == views_0005 | NEW_VIEWS | ROLLUP_VIEWS
         with engine.begin() as conn:
             fill_sessions(conn)
             fill_prs(conn)
@@ -412,7 +425,7 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
                              "WHERE segment = 'all'") == [(9,)]
         db.upgrade(engine)
         assert db.current_revision(engine) == db.SCHEMA_HEAD
-        assert set(inspect(engine).get_view_names()) == views_0005 | NEW_VIEWS
+        assert set(inspect(engine).get_view_names()) == views_0005 | NEW_VIEWS | ROLLUP_VIEWS
         assert query(engine, "SELECT * FROM pr_metrics") == []
         with engine.begin() as conn:
             fill_prs(conn, with_ledger=False)
@@ -462,6 +475,7 @@ def fill_recent(conn: Connection, now: datetime) -> None:
                fetched=start + timedelta(hours=1))
         window(conn, "search_windows", org, "all", start, 3600, 5 * i,
                fetched=start + timedelta(hours=1))
+    rolled_up(conn)
     today = hour.replace(hour=0)
     for days, users in ((1, 11), (0, 6)):
         start = today - timedelta(days=days)
