@@ -1,10 +1,11 @@
-"""Shared fixtures: a simulator on loopback, migrated databases on both backends, clocks."""
+"""Shared fixtures: a simulator on loopback, migrated databases on both backends, clocks,
+headless Chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,11 +24,15 @@ from tests.helpers import (
     FakeClock,
     MakeClient,
     SleepRecorder,
+    chromium_path,
     config_data,
     postgres_schema,
     postgres_url,
     sim_http,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture(autouse=True)
@@ -149,3 +154,16 @@ def make_sim() -> Iterator[Callable[..., Simulator]]:
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (imported here only: most tests
+    need no browser)."""
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -8,6 +8,7 @@ import functools
 import os
 import pty
 import select
+import shutil
 import sqlite3
 import ssl
 import subprocess
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,6 +28,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from collector.cli import main
 from collector.client import DevinClient
+from collector.sim import Simulator, SyntheticData, TokenGrant
 from collector.sim.server import DEFAULT_TOKEN
 from collector.targets import Target
 
@@ -298,3 +300,45 @@ def run_on_terminal(
             proc.stderr.close()
     output = b"".join(chunks).decode().replace("\r\n", "\n")
     return TerminalRun(proc.returncode, output, errors)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+#: A segment for `backfill_from_simulator`'s first org.
+REPORT_SEGMENT = 'name = "backend"\nuser_ids = ["user-1", "user-2", "user-3"]\n'
+
+
+def backfill_from_simulator(folder: Path, *, orgs: tuple[tuple[str, str], ...], since: date,
+                            until: date | None = None, size: str = "6h", users: int = 60,
+                            now: float) -> Path:
+    """`collector backfill --since` (and `--until`) of every source for `orgs` (id, name;
+    the first with the segment `backend`) into `folder`/c.db, from a simulator whose clock
+    stands at `now`; the same `now` gives the same data. Returns `folder`/collector.toml."""
+    with Simulator(data=SyntheticData(seed=3, users_per_org=users), orgs=[o for o, _ in orgs],
+                   tokens={TOKEN: TokenGrant(None)}, clock=lambda: now) as sim:
+        config = folder / "collector.toml"
+        text = (f'[database]\nurl = "sqlite:///{folder / "c.db"}"\n[api]\n'
+                f'base_url = "{sim.base_url}"\nrate_limit = 5000\nconcurrency = 8\n'
+                f'[windows]\nsize = "{size}"\n')
+        for i, (org, name) in enumerate(orgs):
+            text += f'[[orgs]]\nid = "{org}"\nname = "{name}"\n'
+            text += "" if i else f"[[orgs.segments]]\n{REPORT_SEGMENT}"
+        config.write_text(text)
+        span = ["--since", since.isoformat()]
+        span += [] if until is None else ["--until", until.isoformat()]
+        for args in (["db", "upgrade"], ["backfill", *span]):
+            result = invoke(["--config", str(config), *args], {"DEVIN_API_TOKEN": TOKEN})
+            assert result.exit_code == 0, result.output
+    return config
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, which the browser tests drive; without it they fail, saying how
+    to install it, rather than skip."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium"
+                                         if os.path.exists("/usr/bin/chromium") else None)
+    if found is None:
+        pytest.fail("Chromium is missing: these tests drive Debian's Chromium through "
+                    "Playwright (apt-get install chromium; CI installs it). Do not use "
+                    "`playwright install`.")
+    return found

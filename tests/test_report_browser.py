@@ -14,9 +14,7 @@ writes the documentation's screenshot: three orgs, thirty days of hourly windows
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -31,11 +29,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 
 from collector import db
-from collector.sim import Simulator, SyntheticData, TokenGrant
-from tests.helpers import TOKEN, invoke, rows
+from tests.helpers import backfill_from_simulator, chromium_path, invoke, rows
 
 ORGS = (("org-platform", "Platform"), ("org-research", "Research"))
-SEGMENT = 'name = "backend"\nuser_ids = ["user-1", "user-2", "user-3"]\n'
 
 
 @dataclass
@@ -46,36 +42,14 @@ class Rendered:
     last: date
 
 
-def chromium_path() -> str:
-    found = shutil.which("chromium") or ("/usr/bin/chromium"
-                                         if os.path.exists("/usr/bin/chromium") else None)
-    if found is None:
-        pytest.fail("Chromium is missing: these tests drive Debian's Chromium through "
-                    "Playwright (apt-get install chromium; CI installs it). Do not use "
-                    "`playwright install`.")
-    return found
-
-
 def render(folder: Path, *, orgs: tuple[tuple[str, str], ...], days: int, size: str,
            users: int = 60) -> Path:
     """Backfill `days` days of every source for `orgs` (the first with a segment) into a
     SQLite file in `folder`, then write the report of those days; returns the page."""
     now = time.time()
     first = datetime.fromtimestamp(now - days * 86_400, UTC).date()
-    with Simulator(data=SyntheticData(seed=3, users_per_org=users), orgs=[o for o, _ in orgs],
-                   tokens={TOKEN: TokenGrant(None)}, clock=lambda: now) as sim:
-        config = folder / "c.toml"
-        text = (f'[database]\nurl = "sqlite:///{folder / "c.db"}"\n[api]\n'
-                f'base_url = "{sim.base_url}"\nrate_limit = 5000\nconcurrency = 8\n'
-                f'[windows]\nsize = "{size}"\n')
-        for i, (org, name) in enumerate(orgs):
-            text += f'[[orgs]]\nid = "{org}"\nname = "{name}"\n'
-            text += "" if i else f"[[orgs.segments]]\n{SEGMENT}"
-        config.write_text(text)
-        env = {"DEVIN_API_TOKEN": TOKEN}
-        for args in (["db", "upgrade"], ["backfill", "--since", first.isoformat()]):
-            result = invoke(["--config", str(config), *args], env)
-            assert result.exit_code == 0, result.output
+    config = backfill_from_simulator(folder, orgs=orgs, since=first, size=size, users=users,
+                                     now=now)
     out = folder / "report.html"
     result = invoke(["--config", str(config), "report", "--out", str(out), "--since",
                      first.isoformat()])
@@ -94,15 +68,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
     first, last = found.groups()
     yield Rendered(path, engine, date.fromisoformat(first), date.fromisoformat(last))
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    path = chromium_path()
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from html import escape
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,7 +23,11 @@ from collector.report.sections import charts, date_ticks, days, scopes
 from collector.report.summary import Weeks, figures, quality
 from collector.status import TargetStatus
 
-__all__ = ["Report", "build_report"]
+if TYPE_CHECKING:
+    from collector.config import Config
+    from collector.store import Store
+
+__all__ = ["Report", "Selection", "build_report", "day_range", "report_of"]
 
 TITLE = "Devin usage report"
 
@@ -34,6 +39,19 @@ class Report:
     charts: int
     points: int
     empty: bool
+    first_day: date
+    last_day: date
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a report shows, as the command line names it: `since` and `until` are resolved
+    at each rendering (a duration such as ``90d`` counts back from that moment's today)."""
+
+    since: str = "90d"
+    until: str | None = None
+    orgs: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
 
 
 def build_report(
@@ -103,7 +121,24 @@ def build_report(
                 + (f"; segments: {', '.join(wanted)}" if wanted else "")
                 + f". Generated {generated}.")
     html = page.document(title=TITLE, subtitle=subtitle, nav=nav, body=body)
-    return Report(html, tuple(data.orgs), total_charts, total_points, data.empty)
+    return Report(html, tuple(data.orgs), total_charts, total_points, data.empty, first_day,
+                  last_day)
+
+
+def report_of(config: Config, store: Store, selection: Selection, now: float) -> Report:
+    """The report of `store`'s database as seen at `now`: the days of `selection` resolved
+    then, and the ledger's status of the configured (and discovered) orgs read then, for
+    the failing windows. What `collector report` writes, and serves on each load."""
+    from collector.assembly import known_orgs
+    from collector.status import target_status
+    from collector.targets import targets_from_config
+
+    first, last = day_range(selection.since, selection.until, now)
+    targets = targets_from_config(config, org_ids=selection.orgs,
+                                  orgs=known_orgs(config, store))
+    statuses = target_status(store, targets, now=now, horizon=config.schedule.catchup_horizon)
+    return build_report(store.engine, first_day=first, last_day=last, now=now,
+                        orgs=selection.orgs, segments=selection.segments, statuses=statuses)
 
 
 def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
