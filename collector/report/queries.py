@@ -96,10 +96,6 @@ class Reader:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
 
-    def day(self, column: str) -> str:
-        """The UTC date of a timestamp column, as the daily views compute it."""
-        return f"date({column})" if self.sqlite else f"({column} AT TIME ZONE 'UTC')::date"
-
     def day_param(self, value: date) -> Any:
         return value.isoformat() if self.sqlite else value
 
@@ -110,12 +106,13 @@ class Reader:
 
     def queries(self) -> dict[str, str]:
         """Each query by name; ``{orgs}`` stands for the org filter (empty without one).
-        Bound: the range's days (d0, d1) and times (t0, t1), and where the summary's
-        days start (e0, u0) when before the range. Rows with no sessions are left out of
-        the sums (they add nothing, and are most of the rows)."""
-        day = self.day("window_start")
+        Bound: the range's days (d0, d1) and the end of the last (t1), and where the
+        summary's days start (e0, u0) when before the range. Sessions, PRs and searches
+        come from the daily views (one row per org, segment and UTC day, whatever the
+        window size). Rows with no sessions are left out of the sums (they add nothing,
+        and are most of the rows)."""
         daily = "day >= :e0 AND day <= :d1{orgs}"
-        windows = "window_start >= :t0 AND window_start < :t1{orgs}"
+        days = "day >= :d0 AND day <= :d1{orgs}"
         return {
             "sessions": "SELECT org_id, segment, day, sessions_created_count,"
                         " sessions_with_merged_prs_count, total_acus, complete"
@@ -124,13 +121,12 @@ class Reader:
                    f" complete FROM pr_metrics_daily WHERE {daily}",
             "searches": "SELECT org_id, day, searches_created_count, complete"
                         f" FROM search_metrics_daily WHERE segment = 'all' AND {daily}",
-            "origins": f"SELECT org_id, segment, {day} AS day, origin,"
-                       " SUM(sessions_created_count) FROM session_metrics_by_origin"
-                       f" WHERE sessions_created_count > 0 AND {windows}"
-                       f" GROUP BY org_id, segment, {day}, origin",
+            "origins": "SELECT org_id, segment, day, origin, sessions_created_count"
+                       " FROM session_metrics_daily_by_origin"
+                       f" WHERE sessions_created_count > 0 AND {days}",
             "sizes": "SELECT org_id, segment, size, SUM(sessions_created_count),"
-                     " SUM(sessions_with_merged_prs_count) FROM session_metrics_by_size"
-                     f" WHERE sessions_created_count > 0 AND {windows}"
+                     " SUM(sessions_with_merged_prs_count) FROM session_metrics_daily_by_size"
+                     f" WHERE sessions_created_count > 0 AND {days}"
                      " GROUP BY org_id, segment, size",
             "active": "SELECT org_id, period, period_start, period_end, active_users,"
                       " min_sessions, min_searches, final FROM active_users"
@@ -149,7 +145,7 @@ class Reader:
         earliest = min(first_day, summary_from)
         params: dict[str, Any] = {
             "d0": self.day_param(first_day), "d1": self.day_param(last_day),
-            "e0": self.day_param(earliest), "t0": self.time_param(first_day),
+            "e0": self.day_param(earliest),
             "t1": self.time_param(last_day + timedelta(days=1)),
             "u0": self.time_param(earliest)}
         if orgs:
