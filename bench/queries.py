@@ -1,28 +1,32 @@
 """Query speed of the Grafana dashboards and of typical reads, on a year of hourly windows.
 
     .venv/bin/python bench/queries.py [--backend sqlite|postgresql|both] [--orgs 100]
-        [--days 365] [--runs 5] [--before 0006] [--pg-url URL]
+        [--days 365] [--runs 5] [--before 0007] [--before-dashboards REF] [--pg-url URL]
 
 Fills a temporary SQLite file and a temporary PostgreSQL schema ($COLLECTOR_TEST_POSTGRES_URL
-or --pg-url) the way the collector's writer leaves them after a year: `--orgs` targets (one
-org each, segment ``all``) with `--days` days of hourly windows of sessions (with their
-origin and size rows), PRs and searches, each with its ledger row (settled once 7 days old);
-daily, weekly and monthly active users; billing days of ACU consumption; the organizations.
-Rows go in with bulk inserts (``executemany`` on SQLite, ``COPY`` on PostgreSQL). The schema
-is first migrated to `--before`; then every query below is timed (median of `--runs` runs,
-rows fetched); then the remaining migrations are applied to the filled database and every
-query is timed again.
+or --pg-url) the way the collector's writer leaves them after a year (`query_data.py`):
+`--orgs` targets (one org each, segment ``all``) with `--days` days of hourly windows of
+sessions (with their origin and size rows), PRs and searches, each with its ledger row
+(settled once 7 days old); daily, weekly and monthly active users; billing days of ACU
+consumption; the organizations. Rows go in with bulk inserts (``executemany`` on SQLite,
+``COPY`` on PostgreSQL). The schema is first migrated to `--before`; then every query below
+is timed (median of `--runs` runs, rows fetched); then the remaining migrations are applied
+to the filled database (0008 fills the daily rollups from the windows) and every query is
+timed again.
 
 Queries: every panel query and variable query of deploy/grafana/dashboards/, expanded as
 Grafana expands them (tests/test_grafana.py) for the last 7 and 90 days, for one org and for
 all orgs; and three typical reads: a daily series for one org (30 days), sessions by origin
-across all orgs (7 days), monthly totals across all orgs (a year).
+across all orgs (7 days), monthly totals across all orgs (a year). At a revision before
+0008, which has no daily rollups, the typical reads aggregate the per-window views, and
+the dashboards are those of git revision `--before-dashboards` (the files as they are when
+not given), so each round times the queries its schema was shipped with.
 
-`--write-cost N` measures instead what the indexes cost the writer: the collector's own
-`Store.save` writes N sessions windows (each with its 9 origin and 5 size rows and its
-ledger row, 50 windows a transaction, as a backfill does) into an empty database at
-`--before` and at the newest revision, then writes them all again (a re-poll); median of
-`--runs` rounds, alternating.
+`--write-cost N` measures instead what the indexes and rollups cost the writer: the
+collector's own `Store.save` writes N sessions windows (each with its 9 origin and 5 size
+rows and its ledger row, 50 windows a transaction, as a backfill does) into an empty
+database at `--before` and at the newest revision, then writes them all again (a re-poll);
+median of `--runs` rounds, alternating.
 """
 
 from __future__ import annotations
@@ -30,27 +34,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from query_data import (  # noqa: E402
+    END,
+    HOUR,
+    ORIGINS,
+    SIZES,
+    Data,
+    fill_postgres,
+    fill_sqlite,
+    iso,
+    vacuum,
+)
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from collector import db  # noqa: E402
-from collector.schema import Base  # noqa: E402
 from tests.test_grafana import (  # noqa: E402
+    DASHBOARDS,
     TimeRange,
     Variable,
     dashboard,
@@ -61,229 +76,15 @@ from tests.test_grafana import (  # noqa: E402
     variable_query,
 )
 
-END = datetime(2026, 11, 20, tzinfo=UTC)  # the fill ends here: "now" of every query
-HOUR = 3600
-DAY = 86_400
-ORIGINS = (("api", 10), ("automation", 8), ("code_scan", 4), ("desktop", 6), ("jira", 6),
-           ("linear", 5), ("slack", 20), ("teams", 4), ("webapp", 27))
-SIZES = (("xs", 30), ("s", 30), ("m", 20), ("l", 12), ("xl", 8))
-LABEL = "min_sessions=1,min_searches=1"
-SETTLE = 7 * DAY
-
-Row = tuple[Any, ...]
-
-
-# -- the data ----------------------------------------------------------------------------------
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-class Data:
-    """A year of every source, as rows in each table's column order, timestamps as UTC text
-    (SQLite's form; PostgreSQL reads it as UTC), booleans and NULLs as Python values."""
-
-    def __init__(self, orgs: int, days: int) -> None:
-        self.orgs = [f"org-{i:03d}" for i in range(orgs)]
-        self.start = END - timedelta(days=days)
-        self.hours = [self.start + timedelta(hours=h) for h in range(days * 24)]
-        self.text = [iso(h) for h in self.hours]
-        self.end_text = iso(END)
-
-    def fetched(self, window_end: datetime) -> tuple[str, bool, str | None]:
-        """(fetched_at, settled, next_due_at) of a window ending at `window_end`."""
-        age = (END - window_end).total_seconds()
-        if age >= SETTLE:
-            return iso(window_end + timedelta(seconds=SETTLE)), True, None
-        return self.end_text, False, iso(END + timedelta(hours=1))
-
-    def windows(self, org_index: int) -> Iterator[tuple[str, int, str, str, bool, str | None,
-                                                         random.Random]]:
-        rng = random.Random(org_index)
-        scale = 0.5 + org_index % 7 / 3
-        for i, start in enumerate(self.hours):
-            end = start + timedelta(hours=1)
-            fetched, settled, due = self.fetched(end)
-            busy = 1.0 if 8 <= start.hour < 19 and start.weekday() < 5 else 0.15
-            count = int(rng.random() * 12 * busy * scale)
-            yield self.text[i], count, iso(end), fetched, settled, due, rng
-
-    def ledger(self, source: str, org: str, segment: str, start: str, end: str, fetched: str,
-               settled: bool, due: str | None, fetches: int) -> Row:
-        return (source, org, segment, start, end, fetched, fetched, fetches, 0, None, None,
-                due, settled, None, None)
-
-    def org_rows(self, index: int) -> dict[str, list[Row]]:
-        org = self.orgs[index]
-        out: dict[str, list[Row]] = {t: [] for t in (
-            "metric_windows", "metric_window_origins", "metric_window_sizes", "pr_windows",
-            "search_windows", "collection_ledger")}
-        mw, mo, ms = out["metric_windows"], out["metric_window_origins"], out[
-            "metric_window_sizes"]
-        prs, searches, ledger = out["pr_windows"], out["search_windows"], out[
-            "collection_ledger"]
-        fetches = 6
-        for start, count, end, fetched, settled, due, rng in self.windows(index):
-            by_origin = {o: count * w // 100 for o, w in ORIGINS}
-            by_size = {s: count * w // 100 for s, w in SIZES}
-            merged_by_size = {s: n // 2 for s, n in by_size.items()}
-            merged = sum(merged_by_size.values())
-            avg = round(rng.random() * 8, 4) if count else 0.0
-            playbook, search = count // 3, count // 4
-            body = json.dumps({
-                "sessions_created_count": count, "sessions_created_by_size": by_size,
-                "sessions_created_by_origin": by_origin,
-                "sessions_created_with_playbook_count": playbook,
-                "sessions_created_with_search_count": search,
-                "sessions_with_merged_prs_count": merged,
-                "sessions_with_merged_prs_by_size": merged_by_size,
-                "avg_acus_per_session": avg})
-            mw.append((org, "all", start, end, HOUR, count, playbook, search, merged, avg,
-                       fetched, body))
-            mo.extend((org, "all", start, o, n) for o, n in by_origin.items())
-            ms.extend((org, "all", start, s, n, merged_by_size[s]) for s, n in by_size.items())
-            created = count // 2
-            pr_merged, pr_closed = created // 2, created // 6
-            pr_open = created - pr_merged - pr_closed
-            prs.append((org, "all", start, end, HOUR, created, pr_open, pr_closed, pr_merged,
-                        fetched, json.dumps({
-                            "prs_created_count": created, "prs_opened_count": pr_open,
-                            "prs_closed_count": pr_closed, "prs_merged_count": pr_merged})))
-            found = count * 2 + int(rng.random() * 3)
-            searches.append((org, "all", start, end, HOUR, found, fetched,
-                             json.dumps({"searches_created_count": found})))
-            for source in ("sessions", "prs", "searches"):
-                ledger.append(self.ledger(source, org, "all", start, end, fetched, settled, due,
-                                          fetches))
-        return out
-
-    def buckets(self) -> dict[str, list[Row]]:
-        """Active users by day, week and month, billing days, their ledger rows, the orgs."""
-        out: dict[str, list[Row]] = {t: [] for t in (
-            "active_users_daily", "active_users_weekly", "active_users_monthly",
-            "acu_consumption_days", "collection_ledger", "organizations")}
-        first = self.start
-        days = [first + timedelta(days=d) for d in range((END - first).days + 1)]
-        weeks = sorted({d - timedelta(days=d.weekday()) for d in days})
-        months = sorted({d.replace(day=1) for d in days})
-
-        def next_month(m: datetime) -> datetime:
-            return (m + timedelta(days=32)).replace(day=1)
-
-        periods = (("active_users_daily", "day", [(d, d + timedelta(days=1)) for d in days]),
-                   ("active_users_weekly", "week", [(w, w + timedelta(days=7)) for w in weeks]),
-                   ("active_users_monthly", "month", [(m, next_month(m)) for m in months]))
-        for index, org in enumerate(self.orgs):
-            rng = random.Random(10_000 + index)
-            people = 20 + index % 50
-            for table, period, buckets in periods:
-                for start, end in buckets:
-                    fetched, settled, due = self.fetched(end)
-                    active = int(people * (0.3 + rng.random() * 0.2) * (
-                        1 if period == "day" else 1.6 if period == "week" else 2.0))
-                    out[table].append((org, LABEL, iso(start), iso(end),
-                                       int((end - start).total_seconds()), 1, 1, active, fetched,
-                                       json.dumps({"active_users": active})))
-                    out["collection_ledger"].append(self.ledger(
-                        f"active_users.{period}", org, LABEL, iso(start), iso(end), fetched,
-                        settled, due, 3))
-            for day in days:
-                start = day + timedelta(hours=8)
-                end = start + timedelta(days=1)
-                if end > END + timedelta(days=1):
-                    continue
-                fetched, settled, due = self.fetched(end)
-                acus = round(rng.random() * 300, 3)
-                out["acu_consumption_days"].append((
-                    org, "all", iso(start), iso(end), DAY, day.strftime("%Y-%m-%d"), acus,
-                    round(acus * 0.8, 3), round(acus * 0.1, 3), round(acus * 0.1, 3), None,
-                    fetched, json.dumps({"date": day.strftime("%Y-%m-%d"), "acus": acus})))
-                out["collection_ledger"].append(self.ledger(
-                    "consumption", org, "all", iso(start), iso(end), fetched, settled, due, 3))
-            out["organizations"].append((org, f"Org {index}", "config", iso(self.start),
-                                         self.end_text, None))
-        return out
-
-
-def columns(table: str) -> list[str]:
-    return [c.name for c in Base.metadata.tables[table].columns]
-
-
-# -- filling -----------------------------------------------------------------------------------
-
-
-def fill_sqlite(path: Path, data: Data) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("BEGIN")
-
-    def put(table: str, rows: list[Row]) -> None:
-        if rows:
-            names = columns(table)
-            marks = ", ".join("?" for _ in names)
-            conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
-
-    for index in range(len(data.orgs)):
-        for table, rows in data.org_rows(index).items():
-            put(table, rows)
-    for table, rows in data.buckets().items():
-        put(table, rows)
-    conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value)
-
-
-def fill_postgres(url: str, data: Data) -> None:
-    engine = create_engine(url)
-    try:
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("SET TIME ZONE 'UTC'")
-
-            def put(table: str, rows: list[Row]) -> None:
-                if not rows:
-                    return
-                names = ", ".join(columns(table))
-                with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    buffer = "".join(
-                        "\t".join(_copy_value(v) for v in row) + "\n" for row in rows)
-                    copy.write(buffer)
-
-            for index in range(len(data.orgs)):
-                for table, rows in data.org_rows(index).items():
-                    put(table, rows)
-            for table, rows in data.buckets().items():
-                put(table, rows)
-            raw.commit()
-        finally:
-            raw.close()
-        vacuum(engine, "VACUUM ANALYZE")
-    finally:
-        engine.dispose()
-
-
-def vacuum(engine: Any, command: str) -> None:
-    """`command` (VACUUM ANALYZE, ANALYZE) on the collector's tables of this schema only, as
-    autovacuum leaves a table that has taken a year of inserts."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in Base.metadata.tables:
-            conn.execute(text(f"{command} {table}"))
-
+#: The first revision with daily rollups, whose typical reads use the daily views.
+ROLLUPS = "0008"
 
 # -- the queries -------------------------------------------------------------------------------
 
 
-def typical(dialect: str, org: str) -> dict[str, str]:
+def typical(dialect: str, org: str, daily: bool) -> dict[str, str]:
+    """The typical reads; with `daily`, sessions by origin and monthly totals from the
+    daily views (the same days: the fill ends at a midnight)."""
     end = iso(END)
     if dialect == "sqlite":
         return {
@@ -294,10 +95,19 @@ def typical(dialect: str, org: str) -> dict[str, str]:
                 f" AND day >= date('{end}', '-30 days') ORDER BY day",
             "by origin, all orgs, 7 days":
                 "SELECT origin, SUM(sessions_created_count) AS sessions"
+                " FROM session_metrics_daily_by_origin"
+                f" WHERE segment = 'all' AND day >= date('{end}', '-7 days')"
+                " GROUP BY origin ORDER BY sessions DESC" if daily else
+                "SELECT origin, SUM(sessions_created_count) AS sessions"
                 " FROM session_metrics_by_origin"
                 f" WHERE segment = 'all' AND window_start >= datetime('{end}', '-7 days')"
                 " GROUP BY origin ORDER BY sessions DESC",
             "monthly totals, all orgs, a year":
+                "SELECT strftime('%Y-%m', day) AS month,"
+                " SUM(sessions_created_count) AS sessions, ROUND(SUM(total_acus), 2) AS acus"
+                " FROM session_metrics_daily"
+                f" WHERE segment = 'all' AND day >= date('{end}', '-1 year')"
+                " GROUP BY month ORDER BY month" if daily else
                 "SELECT strftime('%Y-%m', window_start) AS month,"
                 " SUM(sessions_created_count) AS sessions, ROUND(SUM(total_acus), 2) AS acus"
                 " FROM session_metrics"
@@ -305,18 +115,29 @@ def typical(dialect: str, org: str) -> dict[str, str]:
                 " GROUP BY month ORDER BY month",
         }
     now = f"TIMESTAMPTZ '{end}+00'"
+    today = f"({now} AT TIME ZONE 'UTC')::date"
     return {
         "daily series, one org, 30 days":
             "SELECT day, sessions_created_count, total_acus, avg_acus_per_session, complete"
             " FROM session_metrics_daily"
             f" WHERE org_id = '{org}' AND segment = 'all'"
-            f" AND day >= ({now} AT TIME ZONE 'UTC')::date - 30 ORDER BY day",
+            f" AND day >= {today} - 30 ORDER BY day",
         "by origin, all orgs, 7 days":
+            "SELECT origin, SUM(sessions_created_count) AS sessions"
+            " FROM session_metrics_daily_by_origin"
+            f" WHERE segment = 'all' AND day >= {today} - 7"
+            " GROUP BY origin ORDER BY sessions DESC" if daily else
             "SELECT origin, SUM(sessions_created_count) AS sessions"
             " FROM session_metrics_by_origin"
             f" WHERE segment = 'all' AND window_start >= {now} - interval '7 days'"
             " GROUP BY origin ORDER BY sessions DESC",
         "monthly totals, all orgs, a year":
+            "SELECT date_trunc('month', day)::date AS month,"
+            " SUM(sessions_created_count) AS sessions,"
+            " ROUND(CAST(SUM(total_acus) AS NUMERIC), 2) AS acus"
+            " FROM session_metrics_daily"
+            f" WHERE segment = 'all' AND day >= ({today} - interval '1 year')::date"
+            " GROUP BY month ORDER BY month" if daily else
             "SELECT date_trunc('month', window_start AT TIME ZONE 'UTC')::date AS month,"
             " SUM(sessions_created_count) AS sessions,"
             " ROUND(CAST(SUM(total_acus) AS NUMERIC), 2) AS acus"
@@ -326,9 +147,20 @@ def typical(dialect: str, org: str) -> dict[str, str]:
     }
 
 
-def queries(dialect: str, orgs: list[str]) -> dict[str, str]:
+def board_at(dialect: str, ref: str | None) -> dict[str, Any]:
+    """The dashboard of `dialect` at git revision `ref` (the file as it is, without)."""
+    if ref is None:
+        return dashboard(dialect)
+    path = DASHBOARDS[dialect].relative_to(ROOT).as_posix()
+    shown = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True,
+                           capture_output=True, text=True)
+    loaded: dict[str, Any] = json.loads(shown.stdout)
+    return loaded
+
+
+def queries(dialect: str, orgs: list[str], board: dict[str, Any],
+            daily: bool) -> dict[str, str]:
     """Every query to time, by name."""
-    board = dashboard(dialect)
     found: dict[str, str] = {}
     for days in (7, 90):
         window = TimeRange(END - timedelta(days=days), END)
@@ -348,7 +180,7 @@ def queries(dialect: str, orgs: list[str]) -> dict[str, str]:
             for title, ref, target in panel_targets(board):
                 found[f"{title} [{ref}], {days}d, {label}"] = expand(
                     target_sql(target), dialect, window, variables)
-    found.update(typical(dialect, orgs[0]))
+    found.update(typical(dialect, orgs[0], daily))
     return found
 
 
@@ -377,11 +209,12 @@ def timer(dialect: str, target: str) -> tuple[Callable[[str], int], Callable[[],
     return run_pg, close
 
 
-def measure(dialect: str, target: str, orgs: list[str], runs: int) -> dict[str, tuple[float, int]]:
+def measure(dialect: str, target: str, named: dict[str, str],
+            runs: int) -> dict[str, tuple[float, int]]:
     run, close = timer(dialect, target)
     results: dict[str, tuple[float, int]] = {}
     try:
-        for name, sql in queries(dialect, orgs).items():
+        for name, sql in named.items():
             times = []
             count = 0
             for _ in range(runs):
@@ -490,7 +323,9 @@ def bench(dialect: str, args: argparse.Namespace, data: Data) -> dict[str, dict[
             fill_postgres(url, data)
         fill = time.perf_counter() - began
         print(f"{dialect}: filled in {fill:.0f} s; at {args.before}:", flush=True)
-        before = measure(dialect, target, data.orgs, args.runs)
+        old = queries(dialect, data.orgs, board_at(dialect, args.before_dashboards),
+                      daily=args.before >= ROLLUPS)
+        before = measure(dialect, target, old, args.runs)
         engine = db.create_engine_for(url)
         began = time.perf_counter()
         db.upgrade(engine)
@@ -500,7 +335,8 @@ def bench(dialect: str, args: argparse.Namespace, data: Data) -> dict[str, dict[
             vacuum(engine, "ANALYZE")
         engine.dispose()
         print(f"{dialect}: upgraded to {head} in {migrated:.1f} s:", flush=True)
-        after = measure(dialect, target, data.orgs, args.runs)
+        new = queries(dialect, data.orgs, dashboard(dialect), daily=True)
+        after = measure(dialect, target, new, args.runs)
         return {"fill_s": fill, "upgrade_s": migrated, "head": head, "before": before,
                 "after": after}
 
@@ -513,7 +349,9 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=100, help="targets (default 100)")
     parser.add_argument("--days", type=int, default=365, help="days of windows (default 365)")
     parser.add_argument("--runs", type=int, default=5, help="runs per query (default 5)")
-    parser.add_argument("--before", default="0006", help="revision of the first round (0006)")
+    parser.add_argument("--before", default="0007", help="revision of the first round (0007)")
+    parser.add_argument("--before-dashboards", metavar="REF",
+                        help="git revision whose dashboards the first round times")
     parser.add_argument("--pg-url", default=os.environ.get("COLLECTOR_TEST_POSTGRES_URL"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--write-cost", type=int, default=0, metavar="N",
