@@ -139,6 +139,7 @@ class Rollups:
         if self.dialect == "postgresql":
             locks = sorted({_lock_id(key) for key in keys})
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", [(n,) for n in locks])
+        sources = {item.target.source.name: item.target.source for item in items}
         by_source: dict[str, list[DayKey]] = {}
         for key in keys:
             by_source.setdefault(key[0], []).append(key)
@@ -150,7 +151,7 @@ class Rollups:
                 day_rows.append((org, segment, self._day(first.date())))
                 range_rows.append((org, segment, self._ts(first),
                                    self._ts(datetime.fromtimestamp(start + DAY, UTC))))
-            for step in self.steps(SOURCES[name]):
+            for step in self.steps(sources[name]):
                 conn.exec_driver_sql(step.sql, day_rows if step.takes == "day" else range_rows)
 
     def rebuild(self, conn: Connection) -> None:
