@@ -239,14 +239,10 @@ def session_window(org: str, start: int, count: int, fetched_at: float) -> Colle
     return Collected(Target(org), window, fetched, None, False)
 
 
-def test_two_writers_of_one_day_at_once_leave_it_exact(
-    backend: str, db_url: str,
-) -> None:
-    """A daemon and a backfill on PostgreSQL save windows of the same day, each in its own
+def test_two_writers_of_one_day_at_once_leave_it_exact(db_url: str) -> None:
+    """A daemon and a backfill (two engines) save windows of the same day, each in its own
     transaction, at the same moment, round after round: each round's end leaves the day's
     rollup rows equal to its windows (neither recompute lost the other's window)."""
-    if backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time")
     engines = [Store(create(db_url, migrate=i == 0)) for i in range(2)]
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
