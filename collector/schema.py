@@ -341,7 +341,16 @@ class _DayKey:
     day: Mapped[date | str] = mapped_column(UTCDay, primary_key=True, sort_order=-1)
 
 
-class MetricDay(_DayKey, Base):
+class _Coverage:
+    """What the day's windows cover (`collector.rollup.COVERAGE`), last."""
+
+    windows_collected: Mapped[int] = mapped_column(BigInteger, sort_order=1)
+    windows_expected: Mapped[int] = mapped_column(Integer, sort_order=1)
+    complete: Mapped[bool] = mapped_column(Boolean, sort_order=1)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=1)
+
+
+class MetricDay(_DayKey, _Coverage, Base):
     """Sessions of one org (or segment) and UTC day: `metric_windows` summed; `acus` is the
     unrounded sum of each window's average times its sessions."""
 
@@ -353,11 +362,6 @@ class MetricDay(_DayKey, Base):
     sessions_created_with_search_count: Mapped[int] = mapped_column(BigInteger)
     sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
     acus: Mapped[float] = mapped_column(Float)
-    windows_collected: Mapped[int] = mapped_column(BigInteger)
-    windows_expected: Mapped[int] = mapped_column(Integer)
-    complete: Mapped[bool] = mapped_column(Boolean)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
 
 class MetricDayOrigin(_DayKey, Base):
     """Sessions of one org (or segment) and UTC day by origin: `metric_window_origins`
@@ -382,7 +386,7 @@ class MetricDaySize(_DayKey, Base):
     sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
 
 
-class PrDay(_DayKey, Base):
+class PrDay(_DayKey, _Coverage, Base):
     """PRs of one org (or segment) and UTC day: `pr_windows` summed."""
 
     __tablename__ = "pr_days"
@@ -392,20 +396,12 @@ class PrDay(_DayKey, Base):
     prs_opened_count: Mapped[int] = mapped_column(BigInteger)
     prs_closed_count: Mapped[int] = mapped_column(BigInteger)
     prs_merged_count: Mapped[int] = mapped_column(BigInteger)
-    windows_collected: Mapped[int] = mapped_column(BigInteger)
-    windows_expected: Mapped[int] = mapped_column(Integer)
-    complete: Mapped[bool] = mapped_column(Boolean)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SearchDay(_DayKey, Base):
+class SearchDay(_DayKey, _Coverage, Base):
     """Searches of one org and UTC day: `search_windows` summed."""
 
     __tablename__ = "search_days"
     __table_args__ = (_day_index(),)
 
     searches_created_count: Mapped[int] = mapped_column(BigInteger)
-    windows_collected: Mapped[int] = mapped_column(BigInteger)
-    windows_expected: Mapped[int] = mapped_column(Integer)
-    complete: Mapped[bool] = mapped_column(Boolean)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
