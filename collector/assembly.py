@@ -17,16 +17,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from collector import db
-from collector.client import (
-    ANY_ORG,
-    ENTERPRISE,
-    AttemptHook,
-    Credentials,
-    DevinClient,
-    make_client,
-)
+from collector.client import AttemptHook, DevinClient, make_client
 from collector.collection import Policy, Report, Work, run_collection
 from collector.config import Config, OrgConfig, resolve_token
+from collector.credentials import ANY_ORG, ENTERPRISE, Credentials
 from collector.discovery import discover
 from collector.errors import ApiError, ConfigError
 from collector.logs import register_secrets
@@ -177,7 +171,8 @@ def open_collector(
     database is touched), then the checked store, then the client."""
     tokens = credentials(config, env, org_ids)
     with open_store(config) as store, make_client(
-        config, tokens, concurrency=concurrency, on_attempt=on_attempt
+        config, tokens, concurrency=concurrency, on_attempt=on_attempt,
+        learned_rates={name: rate for name, (rate, _) in store.learned_rates().items()},
     ) as client:
         collector = Collector(config, store, client)
         collector.refresh_orgs()

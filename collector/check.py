@@ -21,8 +21,9 @@ import httpx
 
 from collector.assembly import credentials
 from collector.calendars import Calendar
-from collector.client import Credentials, DevinClient, make_client
+from collector.client import DevinClient, make_client
 from collector.config import ALL_SEGMENT, Config, OrgConfig, resolve_token
+from collector.credentials import Credentials
 from collector.discovery import select
 from collector.errors import (
     ApiError,

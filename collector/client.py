@@ -16,20 +16,17 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from collector import __version__
+from collector.api_errors import problem_detail, status_error
 from collector.config import Config
+from collector.credentials import ENTERPRISE, Credentials
 from collector.errors import (
-    ApiError,
-    AuthenticationError,
-    CollectorError,
     DeferredError,
     InvalidPayloadError,
     MalformedResponseError,
     NetworkError,
-    OrgNotFoundError,
     PermissionDeniedError,
     RateLimitedError,
     RequestRejectedError,
-    ServerError,
     TransientApiError,
 )
 from collector.payload import Fetched, parse_body
@@ -40,12 +37,11 @@ from collector.throttle import (
     RateLimiter,
     RetryPolicy,
     Sleep,
-    parse_retry_after,
 )
 from collector.windows import Window
 
 #: Where a token's learned rate starts when `[api].rate_limit` is "auto" (requests/s).
-AUTO_START = 5.0
+AUTO_START = 10.0
 
 #: How many 429 answers one window may wait out on top of `[api].max_attempts`.
 LIMITED_RETRIES = 50
@@ -53,61 +49,6 @@ LIMITED_RETRIES = 50
 #: Called once per HTTP attempt with the org id, the source's name and an outcome label
 #: ("200", "429", "timeout", "network", ...); the daemon's metrics hang off it.
 AttemptHook = Callable[[str, str, str], None]
-
-
-#: Keys of `Credentials` beside org ids: the token of any org not named (discovered ones),
-#: and the token that lists the enterprise's organizations.
-ANY_ORG, ENTERPRISE = "*", "@enterprise"
-
-
-class Credentials:
-    """Tokens by org id (and `ANY_ORG`, `ENTERPRISE`). Its repr and str name how many,
-    never which."""
-
-    __slots__ = ("_by_org", "_ids", "_labels")
-
-    def __init__(
-        self, by_org: Mapping[str, str], labels: Mapping[str, str] | None = None
-    ) -> None:
-        """`by_org` maps org ids to tokens; `labels`, org ids to what to call their token
-        in output (the name of its environment variable), never the token itself."""
-        self._by_org = dict(by_org)
-        numbers: dict[str, int] = {}
-        self._ids = {org: numbers.setdefault(t, len(numbers)) for org, t in self._by_org.items()}
-        self._labels: dict[int, str] = {}
-        for org, token_id in self._ids.items():
-            self._labels.setdefault(token_id, (labels or {}).get(org, f"token {token_id + 1}"))
-
-    def __repr__(self) -> str:
-        return f"Credentials(<{len(set(self._ids.values()))} token(s) hidden>)"
-
-    __str__ = __repr__
-
-    def _key(self, org_id: str) -> str:
-        if org_id in self._by_org:
-            return org_id
-        if ANY_ORG in self._by_org and org_id != ENTERPRISE:
-            return ANY_ORG
-        raise CollectorError(f"no token was loaded for org {org_id!r}")
-
-    def token(self, org_id: str) -> str:
-        return self._by_org[self._key(org_id)]
-
-    def token_id(self, org_id: str) -> int:
-        """A number standing for the org's token: orgs sharing a token share its number."""
-        return self._ids[self._key(org_id)]
-
-    def token_ids(self) -> set[int]:
-        return set(self._ids.values())
-
-    def label(self, token_id: int) -> str:
-        return self._labels[token_id]
-
-    def scrub(self, text: str) -> str:
-        for token in self._by_org.values():
-            if token:
-                text = text.replace(token, "***")
-        return text
 
 
 class DevinClient:
@@ -120,6 +61,7 @@ class DevinClient:
         *,
         policy: RetryPolicy | None = None,
         rate_limit: float | None = None,
+        learned_rates: Mapping[str, float] | None = None,
         concurrency: int = 4,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -135,17 +77,21 @@ class DevinClient:
         self._on_attempt = on_attempt
         self._slots = threading.BoundedSemaphore(concurrency)
         # One limiter per token, shared by every request on it: what one worker learns
-        # (a 429, a rate that works) paces all of them.
-        start = rate_limit or AUTO_START
-        self._limiters = {
-            token_id: RateLimiter(
+        # (a 429, a rate that works) paces all of them. A token starts where an earlier run
+        # left it (`learned_rates`, by the name of its variable), else at the ceiling or at
+        # AUTO_START.
+        learned = learned_rates or {}
+        self._limiters = {}
+        for token_id in credentials.token_ids():
+            known = learned.get(credentials.label(token_id))
+            start = min(known, rate_limit or known) if known else rate_limit or AUTO_START
+            self._limiters[token_id] = RateLimiter(
                 start,
                 clock=monotonic,
                 sleep=sleep,
-                adaptive=AdaptiveRate(start=start, ceiling=rate_limit, clock=monotonic),
+                adaptive=AdaptiveRate(start=start, learned=bool(known), ceiling=rate_limit,
+                                      clock=monotonic),
             )
-            for token_id in credentials.token_ids()
-        }
 
     def __repr__(self) -> str:
         return f"DevinClient(base_url={str(self._http.base_url)!r}, {self._credentials!r})"
@@ -177,13 +123,14 @@ class DevinClient:
             try:
                 fetched = self._attempt(target, window, token, attempt)
             except TransientApiError as exc:
+                retry_after = exc.retry_after
+                token_waits = False
                 if exc.status == 429:
                     # pacing, not failure: the limiter slows the token down, and the wait
                     # does not use up the window's attempts (within a generous bound)
-                    limiter.limited(sent_at)
+                    token_waits = limiter.limited(sent_at, retry_after)
                     if waited < LIMITED_RETRIES:
                         waited += 1
-                retry_after = exc.retry_after
                 if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
                     raise RateLimitedError(
@@ -198,35 +145,50 @@ class DevinClient:
                     exc.attempts = attempt
                     raise
                 delay = self._policy.delay(attempt, retry_after)
-                if retry_after is not None:
+                if token_waits and retry_after is not None:
                     # Every request on this token waits, not only this one; the limiter
                     # sleeps when the next attempt asks it for a slot.
                     limiter.block_for(delay)
                     continue
+                # This request waits; the token goes on at the rate the 429 taught it.
                 if deadline is not None and self._monotonic() + delay > deadline:
+                    if exc.status == 429:
+                        raise DeferredError(
+                            "the run's deadline comes before the API's rate limit lets this "
+                            "window be asked again",
+                            attempts=attempt,
+                        ) from None
                     exc.attempts = attempt
                     raise
                 self._sleep(delay)
             else:
-                limiter.success()
+                limiter.success(sent_at)
                 return fetched
 
     def _wait_for_limiter(
         self, limiter: RateLimiter, attempt: int, deadline: float | None
     ) -> float:
+        """Wait for the token's next slot; `DeferredError` when it comes later than
+        `retry_after_cap` from now, or after `deadline` (a block that arrives while this
+        caller waits counts too)."""
+        cap = self._policy.retry_after_cap
+        until = self._monotonic() + cap
+        if deadline is not None:
+            until = min(until, deadline)
+        sent_at = limiter.acquire(until)
+        if sent_at is not None:
+            return sent_at
         blocked = limiter.blocked_for()
-        if blocked > self._policy.retry_after_cap:
+        if blocked > cap:
             raise DeferredError(
                 f"this token may send again only in {blocked:.0f}s (a Retry-After, or the rate "
                 "it learned from 429s), longer than retry_after_cap",
                 attempts=attempt - 1,
             )
-        if deadline is not None and self._monotonic() + blocked > deadline:
-            raise DeferredError(
-                "the run's deadline comes before the rate limit allows another request",
-                attempts=attempt - 1,
-            )
-        return limiter.acquire()
+        raise DeferredError(
+            "the run's deadline comes before the rate limit allows another request",
+            attempts=attempt - 1,
+        )
 
     def whoami(self, org_id: str) -> dict[str, object]:
         """Who `org_id`'s token is: the JSON object ``GET /v3/self`` answers (its shape
@@ -292,7 +254,7 @@ class DevinClient:
                             org_id=key, status=200,
                         )
                     return body
-                status, detail = response.status_code, _problem_detail(
+                status, detail = response.status_code, problem_detail(
                     self._credentials.scrub(response.text)
                 )
                 if status == 403:
@@ -304,7 +266,7 @@ class DevinClient:
                         f"the API has no GET {path} (404{detail}): check [api].base_url",
                         org_id=key, status=status,
                     )
-                raise self._status_error(Target(key), response)
+                raise status_error(Target(key), response, self._credentials.scrub, self._clock())
             except ValueError:  # not JSON, or not UTF-8
                 error: TransientApiError = MalformedResponseError(
                     f"GET {path} answered 200 with a body that is not JSON",
@@ -372,84 +334,11 @@ class DevinClient:
                 source.model, response.content, org_id=target.org_id, what=source.name
             )
             return Fetched(metrics, text, self._clock(), attempt)
-        raise self._status_error(target, response)
+        raise status_error(target, response, self._credentials.scrub, self._clock())
 
     def _note(self, target: Target, outcome: str) -> None:
         if self._on_attempt is not None:
             self._on_attempt(target.org_id, target.source.name, outcome)
-
-    def _status_error(self, target: Target, response: httpx.Response) -> ApiError:
-        status = response.status_code
-        # scrubbed whole, before it is shortened: a cut token would no longer match
-        detail = _problem_detail(self._credentials.scrub(response.text))
-        org = target.org_id
-        if status == 401:
-            return AuthenticationError(
-                f"org {org}: the API rejected the token (401{detail}). Check that the "
-                "token's environment variable holds a valid, unexpired service-user token",
-                org_id=org,
-                status=status,
-            )
-        if status == 403:
-            what = "metrics" if target.source.permission.startswith("View") else "data"
-            return PermissionDeniedError(
-                f"org {org}: the token may not read this org's {target.source.config_name} "
-                f"{what} (403{detail}). Give its service user the "
-                f"{target.source.permission} permission in this org",
-                org_id=org,
-                status=status,
-            )
-        if status == 404:
-            return OrgNotFoundError(
-                f"org {org}: the API does not know this organization (404{detail}). Check the "
-                "org id in the configuration and [api].base_url",
-                org_id=org,
-                status=status,
-            )
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
-        if status == 429:
-            return RateLimitedError(
-                "rate limited by the API (429)",
-                org_id=org,
-                status=status,
-                retry_after=retry_after,
-            )
-        if status >= 500 or status == 408:
-            return ServerError(
-                f"the API failed with {status}{detail}",
-                org_id=org,
-                status=status,
-                retry_after=retry_after,
-            )
-        return RequestRejectedError(
-            f"the API rejected the request with {status}{detail}. This is a bug in "
-            "the collector or a change in the API: please report it with this message",
-            org_id=org,
-            status=status,
-        )
-
-
-def _problem_detail(body: str, limit: int = 300) -> str:
-    """A short, printable summary of an error body: RFC 9457 detail or 422 detail list."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        return ""
-    text = ""
-    if isinstance(data, dict):
-        detail = data.get("detail")
-        if isinstance(detail, str):
-            text = detail
-        elif isinstance(detail, list):
-            text = "; ".join(
-                f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg', '')}"
-                for item in detail
-                if isinstance(item, dict)
-            )
-        elif isinstance(data.get("title"), str):
-            text = data["title"]
-    text = " ".join(text.split())[:limit]
-    return f": {text}" if text else ""
 
 
 def make_http_client(
@@ -480,8 +369,10 @@ def make_client(
     concurrency: int | None = None,
     on_attempt: AttemptHook | None = None,
     transport: httpx.BaseTransport | None = None,
+    learned_rates: Mapping[str, float] | None = None,
 ) -> DevinClient:
-    """The client `config` describes, for the tokens in `credentials`."""
+    """The client `config` describes, for the tokens in `credentials`, each starting at the
+    rate an earlier run learned for it when given."""
     api = config.api
     return DevinClient(
         make_http_client(config, concurrency=concurrency, transport=transport),
@@ -493,6 +384,7 @@ def make_client(
             retry_after_cap=api.retry_after_cap,
         ),
         rate_limit=None if api.rate_limit == "auto" else api.rate_limit,
+        learned_rates=learned_rates,
         concurrency=concurrency or api.concurrency,
         on_attempt=on_attempt,
     )

@@ -17,6 +17,13 @@ from email.utils import parsedate_to_datetime
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
+#: About how many recent answers the share of 429s is measured over.
+HORIZON = 500
+#: Seconds over which the rate of answers that came back is measured.
+GOODPUT_WINDOW = 2.0
+#: Seconds without a 429 after which a token probes for more as a new one does.
+QUIET = 60.0
+
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date.
@@ -68,38 +75,79 @@ class AdaptiveRate:
     """How fast one token may go, learned from the API's answers: additive increase,
     multiplicative decrease, as TCP does. Pure: time is injected.
 
-    - *Slow start*: from `start`, the rate doubles every `step` seconds in which the token
-      used at least half of it, until the first 429.
-    - A 429 cuts the rate, by half when far above the limit (in slow start, or limited again
-      before a quarter of a second of answers came back at the new rate), by 10% near it,
-      and remembers the rate that failed. Answers to requests sent before the cut are not
-      counted again: one congestion, one cut.
-    - *Recovery*: below 90% of the rate that failed, the rate grows 4% a step; then it
-      creeps up by 0.5% of it a second, probing whether the API allows more; past it with
-      no 429, the limit was higher (or has risen), and it grows 1% a step.
+    The rate grows once per *round*: at least `step` seconds, one round trip (the smoothed
+    time from letting a request through to its answer) and one request's spacing
+    (`1 / rate`; two in slow start, whose growth needs a request spaced at the new rate:
+    the first one after a change shows nothing of a limit), in which the token used at
+    least a quarter of its rate (an idle token learns nothing, and the rate never floats
+    far above what is used) and sent that many requests.
+
+    - *Slow start*: from `start`, the rate grows fourfold every round until the first 429,
+      which ends it: the rate falls back to 90% of the last rate that went a whole round
+      without a 429 (an eighth of the rate that failed if none did).
+    - *A later 429* cuts the rate to `cut` (95%) of the last rate that went a round without
+      one, and the rate it failed at is remembered. Answers to requests let through before
+      the last cut are not counted again: one congestion, one cut. A 429 before any answer
+      came back at the new rate says the cut was not enough: the rate falls to the rate of
+      the answers that came back over the last `GOODPUT_WINDOW` seconds (far above the
+      limit, that is the limit; beside another process on the token, this one's share of
+      it), by half at most, and if the API sent a `Retry-After` that still runs, the whole
+      token waits it out (`limited` returns True); otherwise only the refused request
+      waits.
+    - *Recovery*: below half the rate that failed, the rate grows 10% a round, then 5% a
+      round until 85% of it. Nearer, and past it, it creeps up with each answer, probing
+      whether the API allows more (or has raised its limit), at a speed set by a budget
+      of 429s: `budget` (2%) of the token's recent answers. Under budget, a cut is climbed
+      back in about 1 / `budget` answers, so the rate settles where 429s come at about
+      that share: just above the limit, where the API accepts exactly its limit and
+      refuses the excess, or, where 429s come at random (a request that reached the API
+      late, so the next one seemed early), where they are that frequent. Over budget (the
+      429s of finding the limit, on a token with few answers yet), it creeps ten times
+      slower. After `QUIET` seconds without a 429, the limit may have risen (or another
+      process on the token stopped): slow start again.
+    - A `learned` start (what an earlier run learned) skips slow start: the rate creeps up
+      from there, as just after a cut.
     - Never above `ceiling` (a configured `[api].rate_limit`), never below `floor`.
     """
 
     def __init__(
         self,
         *,
-        start: float = 1.0,
+        start: float = 10.0,
+        learned: bool = False,
         ceiling: float | None = None,
         floor: float = 0.05,
         step: float = 0.05,
+        cut: float = 0.95,
+        budget: float = 0.02,
         clock: Clock = time.monotonic,
     ) -> None:
         self.ceiling = ceiling
         self.floor = floor
         self.rate = self._clamp(start)
         self.step = step
+        self.cut = cut
+        self.budget = budget
         self.failed_at: float | None = None
         self._clock = clock
         self._slow_start = True
-        self._last_step = clock()
+        self._good: float | None = None  # the last rate that went a round without a 429
+        self._round_start = clock()
+        self._rtt = 0.0  # smoothed seconds from letting a request through to its answer
         self._last_cut = float("-inf")
+        if learned:
+            # a rate an earlier run learned (just below a 429): probe from there, as just
+            # after a cut, with no slow start
+            self.failed_at, self._good, self._slow_start = self.rate / cut, self.rate, False
+            self._last_cut = self._round_start
+        self._quiet_until = float("-inf")
         self._used = 0
         self._answered = 0
+        self._since_cut: int | None = None  # answers since the last cut; None before one
+        self._started = clock()
+        self._successes: deque[float] = deque()  # when answers came back, over GOODPUT_WINDOW
+        self._answers = 0  # answers, 429s included
+        self._share = 0.0  # the share of 429s among the last `HORIZON` answers or so
 
     def _clamp(self, rate: float) -> float:
         if self.ceiling is not None:
@@ -110,43 +158,83 @@ class AdaptiveRate:
         """A request was let through."""
         self._used += 1
 
-    def succeeded(self) -> None:
-        """An answer came back that was not a 429: grow if a step has passed and the token
-        used at least half of its rate meanwhile (an idle token learns nothing)."""
+    def _count(self, refused: bool) -> None:
+        self._answers += 1
+        self._share += (float(refused) - self._share) / min(self._answers, HORIZON)
+
+    def succeeded(self, sent_at: float | None = None) -> None:
+        """An answer came back that was not a 429, to a request let through at `sent_at`
+        (the clock's time, when known): grow if a round has passed."""
         self._answered += 1
+        self._count(False)
+        if self._since_cut is not None:
+            self._since_cut += 1
         now = self._clock()
-        elapsed = now - self._last_step
-        if elapsed < self.step:
+        self._successes.append(now)
+        while self._successes[0] < now - GOODPUT_WINDOW:
+            self._successes.popleft()
+        if sent_at is not None:
+            self._rtt += 0.125 * (now - sent_at - self._rtt)
+        elapsed = now - self._round_start
+        requests = 2.0 if self._slow_start else 1.0
+        if elapsed < max(self.step, self._rtt, requests / self.rate):
             return
-        busy = self._used >= 0.5 * self.rate * elapsed
-        self._last_step, self._used = now, 0
+        busy = self._used >= max(requests, 0.25 * self.rate * elapsed)
+        answered = self._answered
+        self._round_start, self._used, self._answered = now, 0, 0
         if not busy:
             return
-        # one step of growth at most, however long the gap (a Retry-After wait, say)
-        if self._slow_start:
-            self.rate = self._clamp(self.rate * 2)
-        elif self.failed_at is None or self.rate < 0.9 * self.failed_at:
-            self.rate = self._clamp(self.rate * 1.04)
-        elif self.rate < self.failed_at:
-            # near the rate that failed: creep, probing whether the API allows more
-            self.rate = self._clamp(self.rate + 0.005 * self.failed_at * min(elapsed, 1.0))
+        self._good = self.rate
+        # one round of growth at most, however long the gap (a Retry-After wait, say)
+        failed = self.failed_at
+        if self._slow_start or failed is None:
+            self.rate = self._clamp(self.rate * 4)
+        elif self.rate < 0.5 * failed:
+            self.rate = self._clamp(self.rate * 1.1)
+        elif self.rate < 0.85 * failed:
+            self.rate = self._clamp(self.rate * 1.05)
+        elif now - self._last_cut >= QUIET:
+            # long past the last 429: the limit may have risen, or another process on the
+            # token stopped; find out as a new token does
+            self._slow_start = True
+            self.rate = self._clamp(self.rate * 4)
         else:
-            # past it without a 429: the limit was higher (or has risen); grow again
-            self.rate = self._clamp(self.rate * 1.01)
+            # near the rate that failed, or past it: creep, a cut in 1 / budget answers
+            # while the token's 429s are under budget
+            under = self._share <= self.budget
+            speed = (1.0 - self.cut) * self.budget * (1.0 if under else 0.1)
+            self.rate = self._clamp(self.rate + speed * answered * failed)
 
-    def limited(self, sent_at: float) -> None:
-        """A 429 answered a request let through at `sent_at` (the clock's time)."""
+    def limited(self, sent_at: float, retry_after: float | None = None) -> bool:
+        """A 429 answered a request let through at `sent_at` (the clock's time), with the
+        API's `Retry-After` in seconds if it sent one. Returns True when the whole token
+        should wait that Retry-After: the last cut did not help."""
+        self._count(True)
         if sent_at < self._last_cut:
-            return  # sent at the old rate: this congestion was already answered
+            return False  # sent at the old rate: this congestion was already answered
         now = self._clock()
-        # far above the limit (slow start overshot, or limited again before a quarter of a
-        # second of answers came back at the new rate): halve; near it: a tenth less
-        far = self._slow_start or self._answered < 0.25 * self.rate
+        # refused again, and no answer came back at the rate of the last cut
+        again = self._since_cut == 0
         self.failed_at = self.rate
-        self.rate = self._clamp(self.rate * (0.5 if far else 0.9))
-        self._slow_start = False
-        self._last_cut = self._last_step = now
-        self._used = self._answered = 0
+        good = self._good
+        if self._slow_start:
+            self.rate = self._clamp(0.9 * good if good is not None else self.rate / 8)
+            self._slow_start = False
+        elif again:
+            # no more than the answers that came back of late: far above the limit, that
+            # is the limit; beside another process on the token, this one's share of it
+            while self._successes and self._successes[0] < now - GOODPUT_WINDOW:
+                self._successes.popleft()
+            window = min(GOODPUT_WINDOW, max(now - self._started, self.step))
+            goodput = len(self._successes) / window
+            self.rate = self._clamp(min(self.cut * self.rate, max(goodput, 0.5 * self.rate)))
+        else:
+            self.rate = self._clamp(self.cut * min(self.rate, good or self.rate))
+        token_waits = again and now < self._quiet_until
+        self._last_cut = self._round_start = now
+        self._quiet_until = now + (retry_after or 0.0)
+        self._used = self._answered = self._since_cut = 0
+        return token_waits
 
 
 class RateLimiter:
@@ -175,6 +263,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._queue: deque[threading.Event] = deque()
         self._next_free = 0.0
+        self._last_grant = float("-inf")
         self._blocked_until = 0.0
 
     @property
@@ -182,18 +271,23 @@ class RateLimiter:
         """Requests per second now: learned, or the fixed rate."""
         return self.adaptive.rate if self.adaptive is not None else self._fixed
 
-    def acquire(self) -> float:
+    def acquire(self, until: float | None = None) -> float | None:
         """Wait for this caller's turn; returns when it was let through (a 429 to a request
-        let through before the last cut answers the old pace: see `AdaptiveRate.limited`).
+        let through before the last cut answers the old pace: see `AdaptiveRate.limited`),
+        or None, at once, when its turn would come after `until` (the clock's time).
 
         Callers queue in order and only the first waits for the clock, so the spacing is
         always that of the rate now: a rate that grows or shrinks applies to the very next
         request, not after a backlog of slots booked at the old rate. A block (`block_for`,
-        a Retry-After) holds back every caller on the token."""
+        a Retry-After) holds back every caller on the token; one that comes while a caller
+        sleeps moves its turn, and `until` still bounds the wait."""
         with self._lock:
             now = self._clock()
-            if not self._queue and now >= max(self._next_free, self._blocked_until):
+            slot = max(self._next_free, self._blocked_until)
+            if not self._queue and now >= slot:
                 return self._grant(now)  # nobody waiting and the token free: go at once
+            if until is not None and slot > until:
+                return None
             turn = threading.Event()
             self._queue.append(turn)
             if len(self._queue) == 1:
@@ -206,30 +300,41 @@ class RateLimiter:
                 slot = max(self._next_free, self._blocked_until)
                 # the slot has come, or this caller already slept until it (and no block
                 # moved it meanwhile)
-                if now >= slot or waited_for >= slot:
+                ready = now >= slot or waited_for >= slot
+                if ready or (until is not None and slot > until):
                     self._queue.popleft()
                     if self._queue:
                         self._queue[0].set()
-                    return self._grant(max(now, slot))
+                    return self._grant(max(now, slot)) if ready else None
                 wait, waited_for = slot - now, slot
             self._sleep(wait)
 
     def _grant(self, now: float) -> float:
         """Let one request through at `now` (the lock held)."""
+        self._last_grant = now
         self._next_free = max(now, self._next_free) + 1.0 / self.rate
         if self.adaptive is not None:
             self.adaptive.sent()
         return now
 
-    def success(self) -> None:
+    def success(self, sent_at: float | None = None) -> None:
+        """An answer that was not a 429 came to a request let through at `sent_at`."""
         if self.adaptive is not None:
             with self._lock:
-                self.adaptive.succeeded()
+                self.adaptive.succeeded(sent_at)
 
-    def limited(self, sent_at: float) -> None:
-        if self.adaptive is not None:
-            with self._lock:
-                self.adaptive.limited(sent_at)
+    def limited(self, sent_at: float, retry_after: float | None = None) -> bool:
+        """A 429 answered a request let through at `sent_at`: slow down. True when the
+        whole token should wait `retry_after` (see `AdaptiveRate.limited`); a fixed rate
+        always says so."""
+        if self.adaptive is None:
+            return True
+        with self._lock:
+            token_waits = self.adaptive.limited(sent_at, retry_after)
+            # the next request keeps the new spacing from the last one let through, not
+            # the old spacing it was booked at
+            self._next_free = max(self._next_free, self._last_grant + 1.0 / self.rate)
+            return token_waits
 
     def block_for(self, seconds: float) -> None:
         with self._lock:

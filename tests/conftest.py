@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from collector import db
-from collector.client import Credentials, DevinClient, make_http_client
+from collector.client import DevinClient, make_http_client
 from collector.config import Config, parse_config
+from collector.credentials import Credentials
 from collector.logs import reset_logging
 from collector.sim import Simulator, TokenGrant
 from collector.throttle import RetryPolicy

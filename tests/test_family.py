@@ -267,7 +267,7 @@ def test_discovery_adds_and_removes_orgs_while_the_daemon_runs(
     engine: Engine, clock: FakeClock,
 ) -> None:
     from collector.assembly import known_orgs
-    from collector.client import ANY_ORG, ENTERPRISE
+    from collector.credentials import ANY_ORG, ENTERPRISE
 
     sim.set_orgs(("org-alpha", "org-beta", "org-sandbox-1"),
                  names={"org-beta": "Beta", "org-sandbox-1": "Sandbox"})

@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 
 from collector import db
 from collector.assembly import Collector
-from collector.client import Credentials, DevinClient, make_http_client
+from collector.client import DevinClient, make_http_client
 from collector.config import Config, parse_config
+from collector.credentials import Credentials
 from collector.daemon import Daemon
 from collector.errors import ConfigError
 from collector.report import build_report
