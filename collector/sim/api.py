@@ -57,12 +57,14 @@ class Handler(HandlerBase):
             return
         sim = self.server.sim
         route = parse_route(path)
+        # recorded before it is answered, as every request is: a client that reads the
+        # stats after its answer finds it there
         if route is not None:
-            self.problem(405, f"method {method} not allowed", {"Allow": "GET"})
             sim.record(None, {}, 405, route.kind)
+            self.problem(405, f"method {method} not allowed", {"Allow": "GET"})
         else:
-            self.problem(404, f"no route for {method} {path}")
             sim.record(None, {}, 404, "unknown")
+            self.problem(404, f"no route for {method} {path}")
 
     # -- the API endpoints --------------------------------------------------------------
 
