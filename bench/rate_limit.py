@@ -122,7 +122,7 @@ def shared(rate: float, seconds: float, tmp: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[2.0, 20.0, 100.0])
+    parser.add_argument("--rates", type=float, nargs="*", default=[2.0, 20.0, 100.0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--windows", type=int, default=3200,
                         help="windows of the run with no server limit")
@@ -130,6 +130,8 @@ def main() -> None:
                         help="alternating rounds of that run and of the bare loop")
     parser.add_argument("--shared", type=float, nargs="*", default=[20.0],
                         help="limits R at which two backfills share one token")
+    parser.add_argument("--fixed", action="store_true",
+                        help="also a fixed rate_limit = 10000 in each no-limit round")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,13 +160,20 @@ def main() -> None:
             for _ in range(args.rounds):
                 _, collected, duration = backfill(url, Path(tmp), args.windows, "5m", 16,
                                                   '"auto"')
+                fixed = None
+                if args.fixed:
+                    _, done_fixed, took = backfill(url, Path(tmp), args.windows, "5m", 16,
+                                                   10000)
+                    fixed = done_fixed / took
                 bare = bare_loop(url, args.windows, 16)
                 bare_rate = args.windows / float(bare.stdout.split(" in ")[1].rstrip("s\n"))
                 ratios.append(collected / duration / bare_rate)
+                also = (f"; fixed rate_limit = 10000: {100 * fixed / bare_rate:.1f}%"
+                        if fixed is not None else "")
                 print(f"no server limit, 50 ms latency, concurrency 16, {args.windows} windows: "
                       f"{collected / duration:.1f} windows/s with rate_limit = \"auto\"; a bare "
                       f"httpx loop {bare_rate:.1f}/s; collector / bare = "
-                      f"{100 * ratios[-1]:.1f}%", flush=True)
+                      f"{100 * ratios[-1]:.1f}%{also}", flush=True)
         ratios.sort()
         print(f"no server limit: median collector / bare = {100 * ratios[len(ratios) // 2]:.1f}% "
               f"over {len(ratios)} rounds", flush=True)

@@ -21,8 +21,9 @@ Sleep = Callable[[float], None]
 HORIZON = 500
 #: Seconds over which the rate of answers that came back is measured.
 GOODPUT_WINDOW = 2.0
-#: Seconds without a 429 after which a token probes for more as a new one does.
-QUIET = 60.0
+#: Seconds without a 429 after which a token under its budget of 429s (any token, after
+#: three times as long) probes for more as a new one does.
+QUIET = 20.0
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -103,8 +104,9 @@ class AdaptiveRate:
       refuses the excess, or, where 429s come at random (a request that reached the API
       late, so the next one seemed early), where they are that frequent. Over budget (the
       429s of finding the limit, on a token with few answers yet), it creeps ten times
-      slower. After `QUIET` seconds without a 429, the limit may have risen (or another
-      process on the token stopped): slow start again.
+      slower. After `QUIET` seconds without a 429 under budget (three times as long over
+      it), the limit may have risen (or another process on the token stopped): slow start
+      again.
     - A `learned` start (what an earlier run learned) skips slow start: the rate creeps up
       from there, as just after a cut.
     - Never above `ceiling` (a configured `[api].rate_limit`), never below `floor`.
@@ -116,14 +118,14 @@ class AdaptiveRate:
         start: float = 10.0,
         learned: bool = False,
         ceiling: float | None = None,
-        floor: float = 0.05,
+        floor: float = 0.5,
         step: float = 0.05,
         cut: float = 0.95,
         budget: float = 0.02,
         clock: Clock = time.monotonic,
     ) -> None:
         self.ceiling = ceiling
-        self.floor = floor
+        self.floor = floor if ceiling is None else min(floor, ceiling)
         self.rate = self._clamp(start)
         self.step = step
         self.cut = cut
@@ -193,7 +195,9 @@ class AdaptiveRate:
             self.rate = self._clamp(self.rate * 1.1)
         elif self.rate < 0.85 * failed:
             self.rate = self._clamp(self.rate * 1.05)
-        elif now - self._last_cut >= QUIET:
+        elif (quiet := now - self._last_cut) >= QUIET and (
+            self._share <= self.budget or quiet >= 3 * QUIET
+        ):
             # long past the last 429: the limit may have risen, or another process on the
             # token stopped; find out as a new token does
             self._slow_start = True
