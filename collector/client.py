@@ -43,7 +43,8 @@ from collector.windows import Window
 #: Where a token's learned rate starts when `[api].rate_limit` is "auto" (requests/s).
 AUTO_START = 10.0
 
-#: How many 429 answers one window may wait out on top of `[api].max_attempts`.
+#: How many 429 answers one window may wait out (they do not count against
+#: `[api].max_attempts`); one more defers it to a later run.
 LIMITED_RETRIES = 50
 
 #: Called once per HTTP attempt with the org id, the source's name and an outcome label
@@ -129,8 +130,13 @@ class DevinClient:
                     # pacing, not failure: the limiter slows the token down, and the wait
                     # does not use up the window's attempts (within a generous bound)
                     token_waits = limiter.limited(sent_at, retry_after)
-                    if waited < LIMITED_RETRIES:
-                        waited += 1
+                    waited += 1
+                    if waited > LIMITED_RETRIES:
+                        raise DeferredError(
+                            f"the API answered {waited} requests for this window with 429; "
+                            "the window stays due for a later run",
+                            attempts=attempt,
+                        ) from None
                 if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
                     raise RateLimitedError(
