@@ -8,12 +8,11 @@ the public views hold.
 from __future__ import annotations
 
 import secrets
+import textwrap
 import time
 from pathlib import Path
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+import click
 from sqlalchemy import Engine, text
 
 from collector import backfill as bf
@@ -27,8 +26,7 @@ from collector.windows import DAY
 
 DEMO_ORGS = ({"id": "org-platform", "name": "Platform"}, {"id": "org-research", "name": "Research"})
 
-
-#: The demo reads well at this width, piped or on a terminal that wide.
+#: The demo's lines fit this width, piped or on a terminal.
 WIDTH = 80
 
 NEXT_STEPS = """\
@@ -40,12 +38,8 @@ Next: collect your own orgs.
   4. collector collect                (once; `collector run` keeps polling)"""
 
 
-def run_demo(database: str, days: int, console: Console | None = None) -> int:
+def run_demo(database: str, days: int) -> int:
     """Run the demo; returns the exit code."""
-    if console is None:
-        console = Console(highlight=False)
-        if not console.is_terminal:
-            console = Console(width=WIDTH, highlight=False)
     token = f"cog_demo_{secrets.token_hex(16)}"
     org_ids = tuple(o["id"] for o in DEMO_ORGS)
     # 200 people per org, so that daily, weekly and monthly active users differ
@@ -77,36 +71,38 @@ def run_demo(database: str, days: int, console: Console | None = None) -> int:
         span, _ = bf.Range.up_to_now(now - days * DAY, now, config.windows.size, now)
         targets = targets_from_config(config)
         total = sum(span.windows_of(t) for t in targets)
-        _say(console, f"Simulator at {base_url} (synthetic data, no token needed).")
+        _say(f"Simulator at {base_url} (synthetic data, no token needed).")
         _say(
-            console,
             f"Collecting {total} windows and buckets of every source ({', '.join(FAMILIES)}; "
             f"{days} day{'s' if days > 1 else ''}, {len(DEMO_ORGS)} orgs and one segment) into",
         )
-        _say(console, f"  {database}")
+        _say(f"  {database}")
         with open_collector(config, {config.api.token_env: token}) as collector:
             work = bf.plan(collector.store, targets, span, clock=time.time, claims=None)
             report = collector.collect(work, concurrency=8)
             _say(
-                console,
                 f"Collected {report.collected} windows, {report.failed_count} failed, "
                 f"in {report.duration:.1f}s ({sim.count()} requests).\n",
             )
-            _print_views(collector.store.engine, console)
-    _say(console, "\nQuery it yourself:")
-    _say(console, f"  sqlite3 {database} \\")
-    _say(console, "    'SELECT * FROM devin_daily ORDER BY day DESC LIMIT 5'")
-    _say(console, "")
-    _say(console, NEXT_STEPS)
+            _print_views(collector.store.engine)
+    _say("Query it yourself:")
+    _say(f"  sqlite3 {database} \\")
+    _say("    'SELECT * FROM devin_daily ORDER BY day DESC LIMIT 5'")
+    _say("")
+    _say(NEXT_STEPS)
     return 0 if report.ok else 1
 
 
-def _say(console: Console, line: str) -> None:
-    """Prose, printed as written: brackets are not markup, and lines are kept short."""
-    console.print(line, markup=False, highlight=False)
+def _say(text: str) -> None:
+    """Prose, printed as written, each line wrapped at `WIDTH` (its continuation indented
+    like it)."""
+    for line in text.split("\n"):
+        indent = line[: len(line) - len(line.lstrip())]
+        click.echo(textwrap.fill(line, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+                   if len(line) > WIDTH else line)
 
 
-def _print_views(engine: Engine, console: Console) -> None:
+def _print_views(engine: Engine) -> None:
     with engine.connect() as conn:
         daily = conn.execute(
             text(
@@ -129,37 +125,44 @@ def _print_views(engine: Engine, console: Console) -> None:
                 " ORDER BY org_id, n DESC"
             )
         ).all()
-    table = _table("session_metrics_daily (UTC days)",
-                   "merged: sessions with a merged PR; ACUs: total; partial: windows missing",
-                   ("org", "segment", "day"), ("sessions", "merged", "ACUs", "complete"))
-    for org, segment, day, count, merged, total, complete in daily:
-        table.add_row(org, segment, str(day)[:10], str(count), str(merged), f"{total:.1f}",
-                      "yes" if complete else "partial")
-    console.print(table)
-    by_origin = _table("session_metrics_by_origin", "whole orgs (segment all)",
-                       ("org", "origin"), ("sessions",))
-    for org, origin, count in origins:
-        by_origin.add_row(org, origin, str(count))
-    console.print(by_origin)
-    daily_all = _table("devin_daily (every source, UTC days)",
-                       "PRs: created/merged; DAU: daily active users",
-                       ("org", "day"), ("sessions", "ACUs", "PRs", "searches", "DAU"))
-    for org, day, count, acus, created, merged, searches, dau in every:
-        daily_all.add_row(org, str(day)[:10], _n(count), "-" if acus is None else f"{acus:.1f}",
-                          f"{_n(created)}/{_n(merged)}", _n(searches), _n(dau))
-    console.print(daily_all)
+    _table("session_metrics_daily (UTC days)",
+           "merged: sessions with a merged PR; ACUs: total; partial: windows missing",
+           ("org", "segment", "day"), ("sessions", "merged", "ACUs", "complete"),
+           [(org, segment, str(day)[:10], str(count), str(merged), f"{total:.1f}",
+             "yes" if complete else "partial")
+            for org, segment, day, count, merged, total, complete in daily])
+    _table("session_metrics_by_origin", "whole orgs (segment all)",
+           ("org", "origin"), ("sessions",),
+           [(org, origin, str(count)) for org, origin, count in origins])
+    _table("devin_daily (every source, UTC days)",
+           "PRs: created/merged; DAU: daily active users",
+           ("org", "day"), ("sessions", "ACUs", "PRs", "searches", "DAU"),
+           [(org, str(day)[:10], _n(count), "-" if acus is None else f"{acus:.1f}",
+             f"{_n(created)}/{_n(merged)}", _n(searches), _n(dau))
+            for org, day, count, acus, created, merged, searches, dau in every])
 
 
-def _table(title: str, caption: str, labels: tuple[str, ...], numbers: tuple[str, ...]) -> Table:
-    """A table narrow enough for 80 columns: no vertical rules, no outer padding, short
-    headers; `labels` left-aligned, then `numbers` right-aligned."""
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False)
-    for column in labels:
-        table.add_column(column, no_wrap=True, min_width=10 if column == "day" else None)
-    for column in numbers:
-        table.add_column(column, justify="right", no_wrap=True)
-    return table
+def _table(title: str, caption: str, labels: tuple[str, ...], numbers: tuple[str, ...],
+           rows: list[tuple[str, ...]]) -> None:
+    """A plain-text table, narrow enough for 80 columns: its title, a header underlined,
+    the rows, and the caption; `labels` left-aligned, then `numbers` right-aligned, two
+    spaces apart."""
+    header = (*labels, *numbers)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i < len(labels) else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    _say(title)
+    _say(line(header))
+    _say("  ".join("-" * width for width in widths))
+    for row in rows:
+        _say(line(row))
+    _say(caption)
+    _say("")
 
 
 def _n(value: object) -> str:

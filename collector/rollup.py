@@ -62,8 +62,8 @@ def day_of(column: str, dialect: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """One statement of a recompute, and whether it takes the key's day (``day``) or the
-    range of its windows (``range``) after org and segment."""
+    """One statement of a recompute, and what it takes: org, segment and day (``day``), or
+    the day, then org, segment and the range of the day's windows (``range``)."""
 
     sql: str
     takes: str
@@ -91,11 +91,13 @@ class Rollups:
             raise RuntimeError(f"the rollup of {rollup.table} no longer matches its columns")
         return names
 
-    def select(self, source: Source, rollup: Rollup, where: str = "") -> str:
-        """The rollup's rows, aggregated from its table (``WHERE`` `where`, when given)."""
-        day = day_of("w.window_start", self.dialect)
-        group = ["w.org_id", "w.segment", day, *(f"w.{c}" for c in rollup.by)]
-        values = [*group, *(f"SUM(w.{c})" for c in rollup.sums),
+    def select(self, source: Source, rollup: Rollup, where: str = "", day: str = "") -> str:
+        """The rollup's rows, aggregated from its table (``WHERE`` `where`, when given). The
+        day is each window's own, or `day` (a placeholder) when `where` keeps one day."""
+        keys = ["w.org_id", "w.segment"]
+        by = [f"w.{c}" for c in rollup.by]
+        group = [*keys, *by] if day else [*keys, day_of("w.window_start", self.dialect), *by]
+        values = [*keys, day or group[2], *by, *(f"SUM(w.{c})" for c in rollup.sums),
                   *(expr for _, expr in rollup.computed)]
         if rollup.of == source.table:
             values += [expr for _, expr in COVERAGE]
@@ -114,7 +116,7 @@ class Rollups:
             for rollup in source.daily:
                 names = self.columns(source, rollup)
                 insert = (f"INSERT INTO {rollup.table} ({', '.join(names)}) "
-                          f"{self.select(source, rollup, days)}")
+                          f"{self.select(source, rollup, days, day=p)}")
                 if rollup.by:  # bucket rows: replaced whole (a bucket may be gone)
                     steps.append(_Step(f"DELETE FROM {rollup.table} WHERE org_id = {p}"
                                        f" AND segment = {p} AND day = {p}", "day"))
@@ -148,8 +150,9 @@ class Rollups:
             range_rows: list[Params] = []
             for _, org, segment, start in group:
                 first = datetime.fromtimestamp(start, UTC)
-                day_rows.append((org, segment, self._day(first.date())))
-                range_rows.append((org, segment, self._ts(first),
+                day = self._day(first.date())
+                day_rows.append((org, segment, day))
+                range_rows.append((day, org, segment, self._ts(first),
                                    self._ts(datetime.fromtimestamp(start + DAY, UTC))))
             for step in self.steps(sources[name]):
                 conn.exec_driver_sql(step.sql, day_rows if step.takes == "day" else range_rows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table
@@ -54,6 +55,10 @@ class Writer:
         self._ph = "?" if sqlite else "%s"
         self._json_ph = "?" if sqlite else "%s::jsonb"
         self._ts: Callable[[datetime], Any] = sqlite_timestamp if sqlite else _same
+        # A window's start, end and fetch time are bound in several rows of one batch (its
+        # main row, each bucket row, its ledger row): each is converted once.
+        self._stamp: Callable[[int], Any] = lru_cache(maxsize=1024)(
+            lambda ts: self._ts(to_datetime(ts)))
         self._sources: dict[str, SourceStatements] = {}
         # A claim ends with the outcome of its holder only: a writer whose own claim expired
         # (or who held none) leaves the current holder's claim alone.
@@ -146,7 +151,7 @@ class Writer:
     # -- rows, in table column order -------------------------------------------------------
 
     def _key(self, item: Collected | Failed) -> Row:
-        return (item.target.org_id, item.target.segment, self._ts(to_datetime(item.window.start)))
+        return (item.target.org_id, item.target.segment, self._stamp(item.window.start))
 
     def key_rows(self, items: Sequence[Collected]) -> list[Row]:
         return [self._key(item) for item in items]
@@ -156,11 +161,11 @@ class Writer:
         return [
             (
                 *self._key(item),
-                self._ts(to_datetime(item.window.end)),
+                self._stamp(item.window.end),
                 item.window.seconds,
                 *item.target.definition,
                 *values(item.fetched.metrics),
-                self._ts(to_datetime(int(item.fetched.fetched_at))),
+                self._stamp(int(item.fetched.fetched_at)),
                 item.fetched.body,
             )
             for item in items
@@ -183,10 +188,10 @@ class Writer:
     def ledger_success_rows(self, items: Sequence[Collected], owner: str | None) -> list[Row]:
         rows = []
         for item in items:
-            fetched_at = self._ts(to_datetime(int(item.fetched.fetched_at)))
+            fetched_at = self._stamp(int(item.fetched.fetched_at))
             rows.append((
                 *self._ledger_key(item),
-                self._ts(to_datetime(item.window.end)),
+                self._stamp(item.window.end),
                 fetched_at,  # first_fetched_at (kept if already set)
                 fetched_at,  # last_fetched_at
                 1,  # fetch_count (incremented if the row exists)
@@ -206,7 +211,7 @@ class Writer:
         return [
             (
                 *self._ledger_key(item),
-                self._ts(to_datetime(item.window.end)),
+                self._stamp(item.window.end),
                 None,  # first_fetched_at (kept)
                 None,  # last_fetched_at (kept)
                 0,  # fetch_count (kept)
@@ -230,13 +235,13 @@ class Writer:
         due, until = self._ts(to_datetime(int(now))), self._ts(expires)
         key = (target.source.name, target.org_id, target.segment)
         return [
-            (*key, self._ts(to_datetime(w.start)), self._ts(to_datetime(w.end)),
+            (*key, self._stamp(w.start), self._stamp(w.end),
              None, None, 0, 0, None, None, due, False, owner, until)
             for w in windows
         ]
 
     def _due(self, ts: int | None) -> Any:
-        return None if ts is None else self._ts(to_datetime(ts))
+        return None if ts is None else self._stamp(ts)
 
 
 def _table(name: str) -> Table:

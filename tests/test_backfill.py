@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +28,9 @@ from collector.sim import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target, Timing
 from collector.windows import DAY, windows_between
-from tests.helpers import TOKEN, invoke, sqlite_tables, ts
+from tests.helpers import TOKEN, clean_env, invoke, run_on_terminal, sqlite_tables, ts
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 SINCE, UNTIL = "2026-10-01", "2026-10-03"
 OCT1 = int(bf.parse_when(SINCE))
@@ -217,6 +220,22 @@ def test_reporter_logs_progress_when_not_interactive(caplog: pytest.LogCaptureFi
     assert "backfill: 50/100 windows" in caplog.text
     assert "ETA" in caplog.text
     assert {r.levelname for r in caplog.records} == {"INFO"}  # progress is not a warning
+
+
+def test_a_terminal_shows_a_progress_bar(live_sim: Simulator, tmp_path: Path) -> None:
+    config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'c.db'}")
+    code, output, _ = run_on_terminal(
+        ["--config", str(config), "backfill", "--since", SINCE, "--until", UNTIL],
+        clean_env(DEVIN_API_TOKEN=TOKEN, COLUMNS="100"),
+    )
+    assert code == 0, output
+    frames = [f.strip() for f in re.split(r"[\r\n]", ANSI.sub("", output)) if f.strip()]
+    bars = [f for f in frames if f.startswith("backfill  [")]
+    assert bars, output
+    assert re.fullmatch(r"backfill  \[#+\]  144/144  100%  [\d,]+ windows/s", bars[-1])
+    assert all(len(f) <= 100 for f in bars)
+    assert any(f.startswith("backfill: 144 of 144 window(s) collected") for f in frames)
+    assert "windows (" not in output  # the log lines are for logs, not terminals
 
 
 def test_reporter_counts_every_advance_from_many_threads() -> None:

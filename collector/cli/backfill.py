@@ -7,7 +7,8 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +26,8 @@ from collector.errors import ConfigError, StorageError
 from collector.windows import DAY, format_duration
 
 if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
     from collector.config import Config, OrgConfig
     from collector.outcomes import Outcome
 
@@ -32,7 +35,10 @@ log = logging.getLogger("collector.backfill")
 
 
 class Reporter:
-    """A progress bar on a terminal; a log line every `every` seconds otherwise."""
+    """A progress bar on a terminal (stderr); a log line every `every` seconds otherwise."""
+
+    #: The bar is redrawn at most this often (seconds).
+    REDRAW = 0.1
 
     def __init__(self, total: int, *, interactive: bool, every: float = 10.0) -> None:
         self.total = total
@@ -41,17 +47,24 @@ class Reporter:
         self.started = time.monotonic()
         self._last = self.started
         self._lock = threading.Lock()  # workers' skips and the writer's batches both count
-        self._bar: Any = None
+        self._shown = 0  # windows the bar shows
+        self._bar: ProgressBar[str | None] | None = None
+        self._stack = ExitStack()
         if interactive:
-            self._bar, self._task = _progress_bar(total)
+            self._bar = self._stack.enter_context(click.progressbar(
+                length=total, label="backfill", show_pos=True, show_percent=True,
+                item_show_func=_same, width=0, file=sys.stderr,
+            ))
 
     def advance(self, count: int) -> None:
         with self._lock:
             self.done += count
-            if self._bar is not None:
-                self._bar.update(self._task, advance=count)
-                return
             now = time.monotonic()
+            if self._bar is not None:
+                if now - self._last >= self.REDRAW:
+                    self._last = now
+                    self._draw(now)
+                return
             if now - self._last < self.every:
                 return
             self._last = now
@@ -68,8 +81,17 @@ class Reporter:
         self.advance(len(batch))
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        with self._lock:
+            if self._bar is not None:
+                self._draw(time.monotonic())
+            self._stack.close()
+
+    def _draw(self, now: float) -> None:
+        """Bring the bar to `done`, with the rate so far (called under the lock)."""
+        assert self._bar is not None
+        rate = self.done / max(now - self.started, 1e-9)
+        self._bar.update(self.done - self._shown, f"{rate:,.0f} windows/s")
+        self._shown = self.done
 
 
 @click.command()
@@ -237,31 +259,5 @@ def _lease(config: Config, size: int) -> float:
     return day / min(ceiling, AUTO_START) + 2 * config.api.timeout + 60
 
 
-
-
-def _progress_bar(total: int) -> tuple[Any, Any]:
-    """A rich progress bar on stderr (rich is imported only when there is a terminal)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        Task,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("" if speed is None else f"{speed:,.0f} windows/s")
-
-    bar = Progress(
-        TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), Rate(),
-        TimeRemainingColumn(), console=Console(stderr=True),
-    )
-    task = bar.add_task("backfill", total=total)
-    bar.start()
-    return bar, task
+def _same(text: str | None) -> str | None:
+    return text
