@@ -157,10 +157,11 @@ def _table(title: str, caption: str, labels: tuple[str, ...], numbers: tuple[str
         ).rstrip()
 
     _say(title)
-    _say(line(header))
-    _say("  ".join("-" * width for width in widths))
+    # table lines as they are: wrapping a wide row would break its columns
+    click.echo(line(header))
+    click.echo("  ".join("-" * width for width in widths))
     for row in rows:
-        _say(line(row))
+        click.echo(line(row))
     _say(caption)
     _say("")
 

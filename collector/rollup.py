@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -33,7 +35,7 @@ from sqlalchemy import Connection, Table
 from collector.outcomes import Collected
 from collector.schema import Base, sqlite_timestamp
 from collector.sources import SOURCES, Rollup, Source
-from collector.windows import DAY
+from collector.windows import DAY, floor_to, to_datetime
 
 #: What the day's windows cover, in a rollup of a source's main table: windows fetched
 #: after they closed, windows in a day at the stored size, whether every second of the day
@@ -134,27 +136,23 @@ class Rollups:
         """Recompute every rollup row of the days `items` wrote (their windows' UTC days),
         from the tables, on `conn` (the transaction that wrote them)."""
         keys = sorted({(item.target.source.name, item.target.org_id, item.target.segment,
-                        item.window.start // DAY * DAY)
+                        floor_to(item.window.start, DAY))
                        for item in items if item.target.source.daily})
         if not keys:
             return
         if self.dialect == "postgresql":
             locks = sorted({_lock_id(key) for key in keys})
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", [(n,) for n in locks])
-        sources = {item.target.source.name: item.target.source for item in items}
-        by_source: dict[str, list[DayKey]] = {}
-        for key in keys:
-            by_source.setdefault(key[0], []).append(key)
-        for name, group in by_source.items():
+        for name, group in groupby(keys, itemgetter(0)):
             day_rows: list[Params] = []
             range_rows: list[Params] = []
             for _, org, segment, start in group:
-                first = datetime.fromtimestamp(start, UTC)
+                first = to_datetime(start)
                 day = self._day(first.date())
                 day_rows.append((org, segment, day))
                 range_rows.append((day, org, segment, self._ts(first),
-                                   self._ts(datetime.fromtimestamp(start + DAY, UTC))))
-            for step in self.steps(sources[name]):
+                                   self._ts(to_datetime(start + DAY))))
+            for step in self.steps(SOURCES[name]):
                 conn.exec_driver_sql(step.sql, day_rows if step.takes == "day" else range_rows)
 
     def rebuild(self, conn: Connection) -> None:

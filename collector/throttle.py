@@ -134,7 +134,7 @@ class AdaptiveRate:
         self._clock = clock
         self._slow_start = True
         self._good: float | None = None  # the last rate that went a round without a 429
-        self._round_start = clock()
+        self._started = self._round_start = clock()
         self._rtt = 0.0  # smoothed seconds from letting a request through to its answer
         self._last_cut = float("-inf")
         if learned:
@@ -146,7 +146,6 @@ class AdaptiveRate:
         self._used = 0
         self._answered = 0
         self._since_cut: int | None = None  # answers since the last cut; None before one
-        self._started = clock()
         self._successes: deque[float] = deque()  # when answers came back, over GOODPUT_WINDOW
         self._answers = 0  # answers, 429s included
         self._share = 0.0  # the share of 429s among the last `HORIZON` answers or so
@@ -159,6 +158,10 @@ class AdaptiveRate:
     def sent(self) -> None:
         """A request was let through."""
         self._used += 1
+
+    def _forget_before(self, moment: float) -> None:
+        while self._successes and self._successes[0] < moment:
+            self._successes.popleft()
 
     def _count(self, refused: bool) -> None:
         self._answers += 1
@@ -173,8 +176,7 @@ class AdaptiveRate:
             self._since_cut += 1
         now = self._clock()
         self._successes.append(now)
-        while self._successes[0] < now - GOODPUT_WINDOW:
-            self._successes.popleft()
+        self._forget_before(now - GOODPUT_WINDOW)
         if sent_at is not None:
             self._rtt += 0.125 * (now - sent_at - self._rtt)
         elapsed = now - self._round_start
@@ -189,15 +191,14 @@ class AdaptiveRate:
         self._good = self.rate
         # one round of growth at most, however long the gap (a Retry-After wait, say)
         failed = self.failed_at
+        under = self._share <= self.budget
         if self._slow_start or failed is None:
             self.rate = self._clamp(self.rate * 4)
         elif self.rate < 0.5 * failed:
             self.rate = self._clamp(self.rate * 1.1)
         elif self.rate < 0.85 * failed:
             self.rate = self._clamp(self.rate * 1.05)
-        elif (quiet := now - self._last_cut) >= QUIET and (
-            self._share <= self.budget or quiet >= 3 * QUIET
-        ):
+        elif now - self._last_cut >= (QUIET if under else 3 * QUIET):
             # long past the last 429: the limit may have risen, or another process on the
             # token stopped; find out as a new token does
             self._slow_start = True
@@ -205,7 +206,6 @@ class AdaptiveRate:
         else:
             # near the rate that failed, or past it: creep, a cut in 1 / budget answers
             # while the token's 429s are under budget
-            under = self._share <= self.budget
             speed = (1.0 - self.cut) * self.budget * (1.0 if under else 0.1)
             self.rate = self._clamp(self.rate + speed * answered * failed)
 
@@ -227,8 +227,7 @@ class AdaptiveRate:
         elif again:
             # no more than the answers that came back of late: far above the limit, that
             # is the limit; beside another process on the token, this one's share of it
-            while self._successes and self._successes[0] < now - GOODPUT_WINDOW:
-                self._successes.popleft()
+            self._forget_before(now - GOODPUT_WINDOW)
             window = min(GOODPUT_WINDOW, max(now - self._started, self.step))
             goodput = len(self._successes) / window
             self.rate = self._clamp(min(self.cut * self.rate, max(goodput, 0.5 * self.rate)))

@@ -47,7 +47,6 @@ class Reporter:
         self.started = time.monotonic()
         self._last = self.started
         self._lock = threading.Lock()  # workers' skips and the writer's batches both count
-        self._shown = 0  # windows the bar shows
         self._bar: ProgressBar[str | None] | None = None
         self._stack = ExitStack()
         if interactive:
@@ -69,7 +68,7 @@ class Reporter:
                 return
             self._last = now
             done = self.done
-        rate = done / max(now - self.started, 1e-9)
+        rate = self._rate(done, now)
         eta = (self.total - done) / rate if rate else float("inf")
         log.info(
             "backfill: %d/%d windows (%.1f/s, ETA %s)", done, self.total, rate,
@@ -89,9 +88,12 @@ class Reporter:
     def _draw(self, now: float) -> None:
         """Bring the bar to `done`, with the rate so far (called under the lock)."""
         assert self._bar is not None
-        rate = self.done / max(now - self.started, 1e-9)
-        self._bar.update(self.done - self._shown, f"{rate:,.0f} windows/s")
-        self._shown = self.done
+        rate = self._rate(self.done, now)
+        self._bar.update(self.done - self._bar.pos, f"{rate:,.0f} windows/s")
+
+    def _rate(self, done: int, now: float) -> float:
+        """Windows per second since the start."""
+        return done / max(now - self.started, 1e-9)
 
 
 @click.command()
@@ -183,7 +185,7 @@ def backfill(
             )
             sys.exit(EXIT_OK)
         workers = concurrency or config.api.concurrency
-        org_ids = sorted(set(orgs) & {o.id for o in config.orgs}) if orgs else []
+        org_ids = sorted(set(orgs) & {o.id for o in config.orgs})
         with open_collector(config, obj.env, org_ids=org_ids, concurrency=workers) as collector:
             targets = targets_from_config(config, orgs, segments, sources, orgs=collector.orgs)
             total = sum(span.windows_of(t) for t in targets)

@@ -65,12 +65,13 @@ def report(obj: Context, out: str | None, port: int | None, host: str | None, si
             return
         result = _render(config, selection)
     out = out or DEFAULT_OUT
+    data = result.html.encode()
     try:
-        Path(out).write_text(result.html, encoding="utf-8")
+        Path(out).write_bytes(data)
     except OSError as exc:
         fail(f"--out: cannot write {out}: {exc.strerror or exc}", EXIT_USAGE)
     first, last = result.first_day, result.last_day
-    size = len(result.html.encode())
+    size = len(data)
     click.echo(f"report: wrote {out} ({size / 1024:,.0f} KB: {len(result.orgs)} org(s), "
                f"{result.charts} charts, {first} to {last}) in "
                f"{time.perf_counter() - started:.2f}s")

@@ -37,7 +37,6 @@ class Report:
     html: str
     orgs: tuple[str, ...]
     charts: int
-    points: int
     empty: bool
     first_day: date
     last_day: date
@@ -88,11 +87,10 @@ def build_report(
     slots = days(data)
     ticks = date_ticks(slots)
     sections, nav = [], [("summary", "Summary")]
-    total_charts = total_points = 0
+    total_charts = 0
     for scope in scopes(data, wanted) if not data.empty else []:
         built = charts(data, scope)
         total_charts += len(built)
-        total_points += sum(c.points for c in built)
         body = "".join(page.figure(c, ticks if c.x_name == "day" else ()) for c in built)
         sections.append(f'<section id="{escape(scope.key)}" data-scope="{escape(scope.key)}">'
                         f'<h2>{escape(scope.title)}</h2><div class="grid">{body}</div>'
@@ -121,8 +119,7 @@ def build_report(
                 + (f"; segments: {', '.join(wanted)}" if wanted else "")
                 + f". Generated {generated}.")
     html = page.document(title=TITLE, subtitle=subtitle, nav=nav, body=body)
-    return Report(html, tuple(data.orgs), total_charts, total_points, data.empty, first_day,
-                  last_day)
+    return Report(html, tuple(data.orgs), total_charts, data.empty, first_day, last_day)
 
 
 def report_of(config: Config, store: Store, selection: Selection, now: float) -> Report:
