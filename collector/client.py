@@ -20,6 +20,7 @@ from collector.api_errors import problem_detail, status_error
 from collector.config import Config
 from collector.credentials import ENTERPRISE, Credentials
 from collector.errors import (
+    ApiError,
     DeferredError,
     InvalidPayloadError,
     MalformedResponseError,
@@ -139,14 +140,16 @@ class DevinClient:
                         ) from None
                 if retry_after is not None and retry_after > self._policy.retry_after_cap:
                     limiter.block_for(retry_after)
-                    raise RateLimitedError(
+                    limited = RateLimitedError(
                         f"the API asks to wait {retry_after:.0f}s, "
                         f"longer than retry_after_cap ({self._policy.retry_after_cap:.0f}s); "
                         "the window stays due for a later run",
                         org_id=target.org_id,
                         status=exc.status,
                         retry_after=retry_after,
-                    ) from None
+                    )
+                    limited.attempts = attempt
+                    raise limited from None
                 if attempt - waited >= self._policy.max_attempts:
                     exc.attempts = attempt
                     raise
@@ -167,6 +170,11 @@ class DevinClient:
                     exc.attempts = attempt
                     raise
                 self._sleep(delay)
+            except ApiError as exc:
+                # not retried (401, 403, 404, 422, a bad answer): the requests made so far
+                # count, the retries before this one included
+                exc.attempts = attempt
+                raise
             else:
                 limiter.success(sent_at)
                 return fetched

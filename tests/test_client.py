@@ -214,6 +214,29 @@ def test_retry_after_beyond_the_cap_gives_up_at_once(
     assert sleep.calls == []
 
 
+@pytest.mark.parametrize(
+    ("last", "error"),
+    [
+        (Fault("status", status=401), AuthenticationError),
+        (Fault("status", status=422), RequestRejectedError),
+        (Fault("body", body=[1, 2]), InvalidPayloadError),
+        (Fault("status", status=429, retry_after="3600"), RateLimitedError),
+    ],
+)
+def test_an_error_after_retries_counts_every_request_made(
+    sim: Simulator, make_client: MakeClient, last: Fault, error: type[Exception]
+) -> None:
+    """Two 500s, then an answer that is not retried: the error says three attempts (the
+    retries metric counts attempts - 1), not one."""
+    sim.inject(Fault("status", status=500, count=2))
+    sim.inject(last)
+    client = make_client(sleep=SleepRecorder(), policy=RetryPolicy(retry_after_cap=60.0))
+    with pytest.raises(error) as info:
+        client.fetch(ALPHA, W)
+    assert sim.count() == 3
+    assert getattr(info.value, "attempts", None) == 3
+
+
 def test_429_without_retry_after_backs_off_exponentially(
     sim: Simulator, make_client: MakeClient
 ) -> None:

@@ -15,7 +15,7 @@ from collector.assembly import Collector
 from collector.config import Config
 from collector.daemon import Daemon
 from collector.prometheus import Metrics
-from collector.sim import Simulator
+from collector.sim import Fault, Simulator
 from collector.status import target_status
 from collector.store import Store
 from collector.targets import targets_from_config
@@ -226,6 +226,26 @@ def test_prometheus_metrics(
                if line.startswith(
                    'collector_last_success_timestamp_seconds{org_id="org-alpha",source="sessions"}')]
     assert float(last.split()[-1]) == T0 + 600
+
+
+def test_retries_count_every_request_after_the_first_of_each_window(
+    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock
+) -> None:
+    """`collector_retries_total` counts the requests beyond one per window, also for a
+    window that ends in an error that is not retried."""
+    metrics = Metrics()
+    clock.now = T0 + 600
+    sim.inject(Fault("status", status=500, count=2))
+    sim.inject(Fault("status", status=422))
+    # one window at a time: the first window is answered 500, 500, then 422
+    report = daemon_for(metrics=metrics, catchup_horizon="2h", concurrency=1).run_org(
+        "org-alpha")
+    assert report is not None
+    assert report.failed_count == 1
+    windows = report.collected + report.failed_count
+    assert windows == 3
+    retries = metrics.retries.labels("org-alpha", "sessions")._value.get()
+    assert retries == sim.count() - windows == 2
 
 
 def test_windows_a_run_cannot_reach_are_deferred_not_failed(

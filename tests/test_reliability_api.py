@@ -153,6 +153,7 @@ def test_a_burst_of_5xx_then_success(world: World, status: int) -> None:
     world.sim.inject(Fault("status", status=status, count=2))
     result = world.backfill()
     assert result.exit_code == 0, result.output
+    assert world.sim.count(status=status) == 2  # both were served, and retried
     check_truth(world)
 
 

@@ -169,7 +169,7 @@ def backfill(
                 every = known_orgs(config, store)
                 targets = targets_from_config(config, orgs, segments, sources, orgs=every)
                 keys = _token_keys(config, every, obj.env)
-                rates, how = _rates(config, every, store.learned_rates())
+                rates, how = _rates(config, every, keys, store.learned_rates())
                 est = bf.estimate(
                     store, targets, span, now=now, force=force,
                     tokens=keys, rates={keys[org]: rate for org, rate in rates.items()},
@@ -228,21 +228,24 @@ def _token_keys(
 
 
 def _rates(
-    config: Config, orgs: Sequence[OrgConfig], learned: Mapping[str, tuple[float, int]]
+    config: Config, orgs: Sequence[OrgConfig], keys: Mapping[str, str],
+    learned: Mapping[str, tuple[float, int]],
 ) -> tuple[dict[str, float], str]:
     """Per org, the rate its token is expected to run at, and where that figure comes from:
     the configured `[api].rate_limit`, what the last run learned (capped by it), or the
-    rate a new token starts at."""
+    rate a new token starts at. Orgs whose tokens have one key (`_token_keys`) share one
+    rate: the learned one when a run learned it under any of their variables."""
     ceiling = None if config.api.rate_limit == "auto" else config.api.rate_limit
-    rates, whens = {}, []
+    by_key: dict[str, float] = {}
+    whens = []
     for org in orgs:
         found = learned.get(config.token_label(org))
         if found is not None:
-            rate = found[0] if ceiling is None else min(found[0], ceiling)
+            by_key[keys[org.id]] = found[0] if ceiling is None else min(found[0], ceiling)
             whens.append(found[1])
         else:
-            rate = ceiling or AUTO_START
-        rates[org.id] = rate
+            by_key.setdefault(keys[org.id], ceiling or AUTO_START)
+    rates = {org.id: by_key[keys[org.id]] for org in orgs}
     if whens:
         how = f"learned by the last run, {when(max(whens))}"
     elif ceiling is not None:
