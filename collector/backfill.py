@@ -34,7 +34,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def parse_when(text: str) -> float:
     """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds,
-    fractions kept: range ends are rounded by one rule, in `Range.snapped`."""
+    fractions kept: range ends are rounded by one rule, in `Range.bounds`."""
     value = text.strip()
     try:
         if _DATE.match(value):
@@ -77,8 +77,10 @@ class Range:
         return cls(since, min(until, open_end), now), until > open_end
 
     def bounds(self, calendar: Calendar) -> tuple[int, int]:
-        """The first start and the last end of `calendar`'s buckets in the range."""
-        end = calendar.ceil(min(self.until, calendar.at(self.now).end))
+        """The first start and the last end of `calendar`'s buckets in the range: up to
+        `now` (or past it) takes the open bucket, even in the instant it starts."""
+        open_end = calendar.at(self.now).end
+        end = open_end if self.until >= self.now else calendar.ceil(self.until)
         return calendar.floor(self.since), max(end, calendar.floor(self.since))
 
     def windows_of(self, target: Target) -> int:

@@ -73,17 +73,19 @@ def free_clause(now: float) -> ColumnElement[bool]:
 def status_summary(
     *, since: int, current_start: int, sources: Sequence[str]
 ) -> Select[tuple[object, ...]]:
-    """Per source (of `sources`), org and segment: the newest collected window, the last
-    success, how many windows are collected, unsettled, collected in ``[since,
-    current_start)``, and failing."""
+    """Per source (of `sources`), org and segment: the newest collected window (never one
+    after `current_start`, the open window's start: an older version could store windows
+    that had not started), the last success, how many windows are collected, unsettled,
+    collected in ``[since, current_start)``, and failing."""
     c = LEDGER.c
     collected = c.fetch_count > 0
+    started = c.window_start <= to_datetime(current_start)
     return (
         select(
             c.source,
             c.org_id,
             c.segment,
-            func.max(case((collected, c.window_start))).label("newest"),
+            func.max(case((and_(collected, started), c.window_start))).label("newest"),
             func.max(c.last_fetched_at).label("last_success"),
             func.count(case((collected, 1))).label("collected"),
             func.count(case((and_(collected, not_(c.settled)), 1))).label("unsettled"),

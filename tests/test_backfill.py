@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from collector import backfill as bf
-from collector.calendars import windows
+from collector.calendars import DAYS, windows
 from collector.cli import main
 from collector.cli.backfill import Reporter
 from collector.sim import Simulator, TokenGrant
@@ -422,6 +423,19 @@ def test_backfill_never_stores_a_window_that_has_not_started(
     # every window of today up to the open one, none after it
     assert starts == set(range(midnight, open_window + 1, 3600))
     assert days == {today}
+    # a window that had not started, stored by an older version, is never the newest
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(
+            "INSERT INTO collection_ledger (source, org_id, segment, window_start, window_end,"
+            " fetch_count, failure_count, settled, last_fetched_at)"
+            " SELECT source, org_id, segment, datetime(window_start, '+1 day'),"
+            " datetime(window_end, '+1 day'), fetch_count, 0, 1, last_fetched_at"
+            " FROM collection_ledger WHERE source = 'sessions' AND segment = 'all'"
+            " AND window_start = (SELECT MAX(window_start) FROM collection_ledger)")
+    status = cli(config, "status", "--json")
+    assert {r["newest_window"] for r in json.loads(status.output)
+            if r["source"] == "sessions"} == {
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(open_window))}
     # a range that starts in the future is a usage error, and fetches nothing
     live_sim.reset_stats()
     result = cli(config, "backfill", "--since", ahead)
@@ -437,6 +451,13 @@ def test_until_in_the_first_second_of_a_window_includes_it_in_the_run_and_the_dr
     span = bf.Range(OCT1, OCT1 + 5 * 3600 + 0.5, now=OCT1 + 30 * DAY)
     assert span.bounds(windows(3600)) == (OCT1, OCT1 + 6 * 3600)
     assert span.windows_of(Target("org-alpha")) == 6
+    # up to now, in the very instant the open window starts: it is in the range, as the
+    # daemon takes it (and a day's bucket that started is in a daily source's range)
+    now = OCT1 + 5 * 3600
+    span, clamped = bf.Range.up_to_now(OCT1, now, 3600, now)
+    assert not clamped
+    assert span.bounds(windows(3600)) == (OCT1, OCT1 + 6 * 3600)
+    assert span.bounds(DAYS) == (OCT1, OCT1 + DAY)
     config = migrated(tmp_path, live_sim, f"sqlite:///{tmp_path / 'r.db'}")
     until = "2026-10-01T05:00:00.500000+00:00"
     dry = cli(config, "backfill", "--since", SINCE, "--until", until, "--dry-run")

@@ -167,6 +167,10 @@ def test_a_burst_longer_than_the_retry_budget_leaves_the_window_unchanged_and_du
                        "--force")
     assert result.exit_code == 1
     assert "failed with 503" in result.output
+    # the advice fits a settled window: it is not due, and a run without --force skips it
+    assert "running again fetches them" not in result.output
+    assert "A window collected before keeps the values stored then" in result.output
+    assert "Run it again without --force" in result.output
     assert world.stored() == before  # the database is unchanged for it
     entry = world.ledger("org-alpha", WINDOWS[0])
     assert entry is not None

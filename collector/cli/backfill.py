@@ -209,10 +209,11 @@ def backfill(
                     store.save_rates(collector.client.rates(learned_only=True), time.time())
                 except StorageError as exc:  # the run's own outcome is what to report
                     log.warning("%s; the claims expire by themselves", exc)
-    print_report(report, "backfill")
+    print_report(report, "backfill", forced=force)
     if not report.complete:
-        click.echo("Run the same command again to resume: it fetches only what is missing.",
-                   err=True)
+        click.echo("Run the same command again to resume: it fetches only what is missing."
+                   if not force else "Run it again without --force to fetch only what is "
+                   "still missing; with --force it fetches the whole range again.", err=True)
     sys.exit(EXIT_OK if report.complete else EXIT_PARTIAL)
 
 

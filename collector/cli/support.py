@@ -67,9 +67,10 @@ def errors_to_exit_codes() -> Iterator[None]:
 pass_context = click.make_pass_decorator(Context)
 
 
-def print_report(report: Report, what: str) -> None:
+def print_report(report: Report, what: str, *, forced: bool = False) -> None:
     """The run's counts on stdout; on stderr each failure once with its target and window,
-    an org's access error once for all its windows, and the advice that fits each."""
+    an org's access error once for all its windows, and the advice that fits each (`forced`:
+    a backfill with --force, whose failed windows may have been settled before)."""
     total = report.collected + report.failed_count + report.deferred
     click.echo(
         f"{what}: {report.collected} of {total} window(s) collected in {report.duration:.2f}s"
@@ -99,7 +100,13 @@ def print_report(report: Report, what: str) -> None:
         click.echo(
             "Fix the token, permission or org id named above, then run again.", err=True
         )
-    if others or report.failed_count > len(report.failed):
+    if (others or report.failed_count > len(report.failed)) and forced:
+        click.echo(
+            "The other failures are transient. A window collected before keeps the values "
+            "stored then; the rest stay due: running again without --force fetches them "
+            "(and only them).", err=True,
+        )
+    elif others or report.failed_count > len(report.failed):
         click.echo(
             "The other failures are transient: those windows stay due, and running again "
             "fetches them (and only them).", err=True,
