@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice, zip_longest
 
 from collector.calendars import Calendar, windows
@@ -28,6 +30,9 @@ from collector.store import Store
 from collector.targets import Target, chunks
 from collector.throttle import Clock
 from collector.windows import DAY, Window
+
+#: How often a backfill asks again for windows another process holds (seconds).
+RETAKE_EVERY = 0.5
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -106,6 +111,9 @@ def plan(
     claims: Claims | None,
     force: bool = False,
     on_skip: Callable[[int], None] | None = None,
+    on_held: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    patience: float = 60.0,
 ) -> Iterator[Work]:
     """The work still to do, a slice at a time per target (a day of windows, or the buckets
     of one request), targets taking turns window by window.
@@ -114,9 +122,15 @@ def plan(
     `due_clause`: settled, or collected and not yet due again) or another process holds
     it. With `claims`, the rest are claimed just before they are handed out; without, the
     plan only reads (a dry run). With `force`, settled windows are fetched again too.
-    Buckets of a source that answers many a call are merged into requests (`chunks`)."""
-    slices = [_slices(store, target, span, clock=clock, claims=claims, force=force,
-                      on_skip=on_skip) for target in targets]
+    Buckets of a source that answers many a call are merged into requests (`chunks`).
+
+    Windows another process held when their turn came are asked for again at the end,
+    every `RETAKE_EVERY` seconds for up to `patience` seconds (at most this backfill's own
+    lease): the holder may give them back unfetched. Those still held then are left to
+    their holder, counted by `on_held`; the others are skipped or fetched as usual."""
+    held: list[tuple[Target, list[Window]]] = []
+    take = partial(_take, store, clock=clock, claims=claims, on_skip=on_skip, held=held)
+    slices = [_slices(target, span, take=partial(take, force=force)) for target in targets]
     while slices:
         step = []
         for target_slices in list(slices):
@@ -128,19 +142,27 @@ def plan(
         # targets take turns window by window, so every token has work at every moment
         for pairs in zip_longest(*step):
             yield from (pair for pair in pairs if pair is not None)
+    # Windows another process held when their turn came: it fetched them, or gave them
+    # back unfetched (a daemon's run defers what its deadline does not reach). Ask again
+    # until none is held, for as long as a claim of this backfill would hold at most.
+    deadline = clock() + min(claims.lease, patience) if claims is not None else clock()
+    while held:
+        again = held.copy()
+        held.clear()
+        for target, windows_ in again:
+            yield from chunks(target, take(target, windows_, force=False))
+        if held and clock() >= deadline:
+            if on_held is not None:
+                on_held(sum(len(windows_) for _, windows_ in held))
+            return
+        if held:
+            sleep(RETAKE_EVERY)
 
 
 def _slices(
-    store: Store,
-    target: Target,
-    span: Range,
-    *,
-    clock: Clock,
-    claims: Claims | None,
-    force: bool,
-    on_skip: Callable[[int], None] | None,
+    target: Target, span: Range, *, take: Callable[[Target, list[Window]], list[Window]]
 ) -> Iterator[list[Work]]:
-    """`target`'s work in `span`, one slice at a time, each claimed when it is reached."""
+    """`target`'s work in `span`, one slice at a time, each taken (`_take`) when reached."""
     calendar = target.calendar
     first, last = span.bounds(calendar)
     per_slice = target.timing.per_call if target.source.bucketed else 0
@@ -156,8 +178,7 @@ def _slices(
             piece = [head, *_through(buckets, day_end)] if head.end < day_end else [head]
         if not piece:
             return
-        yield list(chunks(target, _take(store, target, piece, clock=clock, claims=claims,
-                                        force=force, on_skip=on_skip)))
+        yield list(chunks(target, take(target, piece)))
 
 
 def _through(buckets: Iterator[Window], end: int) -> list[Window]:
@@ -179,23 +200,33 @@ def _take(
     claims: Claims | None,
     force: bool,
     on_skip: Callable[[int], None] | None,
+    held: list[tuple[Target, list[Window]]],
 ) -> list[Window]:
-    """The windows of `windows_` still to fetch, claimed with `claims`."""
+    """The windows of `windows_` still to fetch, claimed with `claims`; those another
+    process holds go to `held`, to be asked for again."""
     now = clock()
     interval = target.timing.interval
+    starts = {w.start for w in windows_}
+    waiting: set[int] = set()
     if claims is not None:
         taken = store.claim(
             target, windows_, owner=claims.owner, now=now, cutoff=now,
             lease=claims.lease, interval=interval, force=force,
         )
+        if len(taken) < len(windows_):
+            waiting = starts & store.held_starts(
+                target, windows_[0].start, windows_[-1].end, owner=claims.owner, now=now
+            ) - taken
+        if waiting:
+            held.append((target, [w for w in windows_ if w.start in waiting]))
     else:
-        skipped = store.not_due_starts(
+        taken = starts - store.not_due_starts(
             target, windows_[0].start, windows_[-1].end, now=now, cutoff=now,
             interval=interval, force=force,
         )
-        taken = {w.start for w in windows_} - skipped
-    if len(taken) < len(windows_) and on_skip is not None:
-        on_skip(len(windows_) - len(taken))
+    skipped = len(windows_) - len(taken) - len(waiting)
+    if skipped and on_skip is not None:
+        on_skip(skipped)
     return [window for window in windows_ if window.start in taken]
 
 

@@ -223,11 +223,18 @@ def run_collection(
     last_flush = time.monotonic()
     try:
         while running:
-            outcome = outcomes.get()
-            if outcome is None:
-                running -= 1
-                continue
-            pending.append(outcome)
+            try:
+                # what is fetched is saved within `flush_every`, also while no more comes
+                # (the plan waits for windows another process holds, say)
+                wait = max(0.0, last_flush + flush_every - time.monotonic()) if pending else None
+                outcome = outcomes.get(timeout=wait)
+            except queue.Empty:
+                outcome = None
+            else:
+                if outcome is None:
+                    running -= 1
+                    continue
+                pending.append(outcome)
             if len(pending) >= batch_size or time.monotonic() - last_flush >= flush_every:
                 flush()
                 last_flush = time.monotonic()

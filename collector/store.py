@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from collector.db import describe_error, reading
 from collector.errors import ConfigError, StorageError
@@ -206,15 +207,27 @@ class Store:
     ) -> set[int]:
         """The starts in ``[start, end)`` that `claim` would not take now (done, not yet due
         again, or claimed by someone else): what a dry run counts as skipped."""
-        c = LEDGER.c
         takeable = free_clause(now)
         if not force:
             takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
+        return self._starts(target, start, end, not_(takeable))
+
+    def held_starts(
+        self, target: Target, start: int, end: int, *, owner: str, now: float
+    ) -> set[int]:
+        """The starts in ``[start, end)`` that a process other than `owner` holds a live
+        claim on: it may fetch them, or give them back (a daemon's run that defers them)."""
+        return self._starts(
+            target, start, end, not_(free_clause(now)), LEDGER.c.lease_owner != owner
+        )
+
+    def _starts(
+        self, target: Target, start: int, end: int, *where: ColumnElement[bool]
+    ) -> set[int]:
+        c = LEDGER.c
         stmt = select(c.window_start).where(
-            *of(target),
-            c.window_start >= to_datetime(start),
-            c.window_start < to_datetime(end),
-            not_(takeable),
+            *of(target), c.window_start >= to_datetime(start), c.window_start < to_datetime(end),
+            *where,
         )
         try:
             with reading(self.engine) as conn:

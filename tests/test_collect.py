@@ -5,6 +5,9 @@ Every test here runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -79,6 +82,32 @@ def test_stored_windows_equal_the_simulators_truth(
     assert sum(r["sessions_created_count"] for r in
                by_window(engine, "session_metrics", TEAM).values()) < sum(
         r["sessions_created_count"] for r in by_window(engine, "session_metrics", ALPHA).values())
+
+
+def test_what_is_fetched_is_saved_while_the_plan_waits(
+    sim: Simulator, make_client: MakeClient, engine: Engine, clock: FakeClock
+) -> None:
+    """A plan that stops handing out work for a while (a backfill waiting for windows
+    another process holds): what was fetched before is saved within `flush_every`, not
+    kept unsaved (and claimed) until more comes."""
+    clock.now = T0 + DAY + 2 * 3600
+    go_on = threading.Event()
+    seen: list[set[int]] = []
+
+    def plan() -> Iterator[tuple[Target, Window]]:
+        yield from ((ALPHA, w) for w in DAY0[:3])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(by_window(engine, "session_metrics", ALPHA)) < 3:
+            time.sleep(0.02)
+        seen.append(set(by_window(engine, "session_metrics", ALPHA)))
+        go_on.set()
+        yield from ((ALPHA, w) for w in DAY0[3:5])
+
+    report = run_collection(make_client(), Store(engine), plan(), policy=POLICY, clock=clock,
+                            flush_every=0.2)
+    assert go_on.is_set()
+    assert seen == [{w.start for w in DAY0[:3]}]
+    assert report.collected == 5
 
 
 def test_recollecting_replaces_values_and_follows_late_merges(

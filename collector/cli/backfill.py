@@ -194,10 +194,16 @@ def backfill(
             # a day of every target is claimed at once: the lease covers them all
             claims = bf.Claims(claim_owner("backfill"), _lease(config, size) * len(targets))
             reporter = Reporter(total, interactive=sys.stderr.isatty())
+            left: list[int] = []
+
+            def leave(count: int) -> None:
+                left.append(count)
+                reporter.advance(count)
+
             try:
                 report = collector.collect(
                     bf.plan(store, targets, span, clock=time.time, claims=claims,
-                            force=force, on_skip=reporter.advance),
+                            force=force, on_skip=reporter.advance, on_held=leave),
                     concurrency=workers,
                     on_saved=reporter.saved,
                     owner=claims.owner,
@@ -210,6 +216,10 @@ def backfill(
                 except StorageError as exc:  # the run's own outcome is what to report
                     log.warning("%s; the claims expire by themselves", exc)
     print_report(report, "backfill", forced=force)
+    if left:
+        click.echo(f"{sum(left)} window(s) of the range are held by another process (a daemon "
+                   "or another backfill) that is fetching them; `collector status` shows when "
+                   "they are in.", err=True)
     if not report.complete:
         click.echo("Run the same command again to resume: it fetches only what is missing."
                    if not force else "Run it again without --force to fetch only what is "
