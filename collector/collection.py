@@ -57,6 +57,8 @@ class Report:
     collected: int = 0
     failed_count: int = 0
     deferred: int = 0
+    #: Why the first deferred window was deferred.
+    deferred_reason: str = ""
     failed: list[Failed] = field(default_factory=list)
     #: Windows collected or failed, by source name.
     done: Counter[str] = field(default_factory=Counter)
@@ -82,6 +84,7 @@ class Report:
         for outcome in outcomes:
             if isinstance(outcome, Deferred):
                 self.deferred += 1
+                self.deferred_reason = self.deferred_reason or outcome.reason
                 continue
             self.done[outcome.target.source.name] += 1
             if isinstance(outcome, Failed):

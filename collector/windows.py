@@ -74,7 +74,10 @@ class Window:
         return datetime.fromtimestamp(self.end, UTC)
 
     def __str__(self) -> str:
-        return f"{self.start_dt:%Y-%m-%d %H:%M}..{self.end_dt:%H:%M}Z"
+        """``2026-11-21 14:00..15:00Z``; a bucket of a day or more names its end's date too
+        (``2026-11-16 00:00..2026-11-23 00:00Z``), so it never reads as no time at all."""
+        end = f"{self.end_dt:%H:%M}" if self.seconds < DAY else f"{self.end_dt:%Y-%m-%d %H:%M}"
+        return f"{self.start_dt:%Y-%m-%d %H:%M}..{end}Z"
 
 
 def floor_to(ts: float, size: int) -> int:

@@ -151,14 +151,26 @@ def test_downtime_is_caught_up_newest_gap_first_within_the_horizon(
     assert [r.time_after for r in sim.requests] == [current]
 
 
+@pytest.mark.parametrize("error", ["401", "404"])
 def test_one_org_failing_does_not_stop_the_others_and_rests(
-    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock, engine: Engine
+    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock, engine: Engine,
+    error: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A revoked token (401) or an org the API does not know (404): the org rests, and the
+    run says so once, not once per window."""
     clock.now = T0 + 600
-    daemon = daemon_for(tokens={"org-alpha": TOKEN, "org-beta": "cog_revoked_x"},
+    beta_token = "cog_revoked_x" if error == "401" else TOKEN
+    if error == "404":
+        sim.inject(Fault("status", status=404, count=-1, org_id="org-beta"))
+    daemon = daemon_for(tokens={"org-alpha": TOKEN, "org-beta": beta_token},
                         access_error_backoff="1h")
     daemon.run_org("org-alpha")
-    daemon.run_org("org-beta")
+    with caplog.at_level(logging.INFO, logger="collector"):
+        daemon.run_org("org-beta")
+    (said,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "org-beta" in said.getMessage()
+    assert "the org rests" in said.getMessage()
+    assert not [r for r in caplog.records if r.getMessage().startswith("window failed")]
     first = sim.count(org_id="org-beta")
     # at most the requests already in flight when the first 401 came back
     assert 1 <= first <= daemon.config.api.concurrency
@@ -178,7 +190,7 @@ def test_one_org_failing_does_not_stop_the_others_and_rests(
         max_age=3 * 900)}
     beta = statuses[("org-beta", "all")]
     assert beta.failing > 0
-    assert "401" in beta.failing_windows[0].error
+    assert error in beta.failing_windows[0].error
     assert beta.stale is True
     assert beta.last_success is None
     alpha = statuses[("org-alpha", "all")]
@@ -229,7 +241,8 @@ def test_prometheus_metrics(
 
 
 def test_retries_count_every_request_after_the_first_of_each_window(
-    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock
+    sim: Simulator, daemon_for: Callable[..., Daemon], clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`collector_retries_total` counts the requests beyond one per window, also for a
     window that ends in an error that is not retried."""
@@ -238,10 +251,16 @@ def test_retries_count_every_request_after_the_first_of_each_window(
     sim.inject(Fault("status", status=500, count=2))
     sim.inject(Fault("status", status=422))
     # one window at a time: the first window is answered 500, 500, then 422
-    report = daemon_for(metrics=metrics, catchup_horizon="2h", concurrency=1).run_org(
-        "org-alpha")
+    with caplog.at_level(logging.INFO, logger="collector"):
+        report = daemon_for(metrics=metrics, catchup_horizon="2h", concurrency=1).run_org(
+            "org-alpha")
     assert report is not None
     assert report.failed_count == 1
+    # the failure is logged once, its window a field, not repeated in the text
+    (failure,) = report.failed
+    (logged,) = [r for r in caplog.records if r.getMessage().startswith("window failed")]
+    assert logged.window == str(failure.window)  # type: ignore[attr-defined]
+    assert str(failure.window) not in logged.getMessage()
     windows = report.collected + report.failed_count
     assert windows == 3
     retries = metrics.retries.labels("org-alpha", "sessions")._value.get()

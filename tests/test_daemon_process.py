@@ -111,6 +111,38 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
     assert all(r["missing"] <= 1 for r in report)
 
 
+def test_a_backlog_beyond_the_rate_limit_is_deferred_not_failed(tmp_path: Path) -> None:
+    """A first start whose catch-up (2 x 37 windows on one token) takes longer than a run
+    at 20 requests a second: each run takes what it can start in time and defers the rest,
+    at INFO, never failing a window; later runs take the rest. With a 2-second interval and
+    no jitter key (the default jitter follows the interval)."""
+    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
+        config = daemon_config_file(tmp_path, sim.base_url)
+        config.write_text(config.read_text().replace("rate_limit = 100", "rate_limit = 20")
+                          .replace('jitter = "0s"\n', ""))
+        upgrade_folder(tmp_path)
+        proc = collector_process(tmp_path, "--log-format", "json", "run")
+        try:
+            wait_for(lambda: sim.count(status=200) >= 2 * 37 + 2, timeout=60)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines()]
+    runs = [e for e in events if e["event"] == "run"]
+    assert sum(e["deferred"] for e in runs) > 0
+    assert all(e["failed"] == 0 for e in runs)
+    assert [e for e in events if e["level"] in ("warning", "error", "critical")] == []
+    assert sim.count() == sim.count(status=200)  # no request was refused or failed
+    status = subprocess.run(
+        [sys.executable, "-m", "collector", "--config", str(config), "status", "--json"],
+        capture_output=True, text=True, env={**os.environ, "DEVIN_API_TOKEN": TOKEN},
+        timeout=60, check=False,
+    )
+    assert all(r["failing"] == 0 for r in json.loads(status.stdout))
+
+
 def test_daemon_refuses_a_database_without_the_current_schema(
     slow_sim: Simulator, tmp_path: Path
 ) -> None:

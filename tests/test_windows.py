@@ -65,6 +65,11 @@ def test_window_at_and_due_now() -> None:
     assert window_at(T0 + 3600, 3600) == Window(T0 + 3600, T0 + 7200)
     assert due_now(T0 + 4000, 3600) == [Window(T0, T0 + 3600), Window(T0 + 3600, T0 + 7200)]
     assert str(Window(T0, T0 + 3600)) == "2026-11-20 00:00..01:00Z"
+    assert str(Window(T0 - 3600, T0)) == "2026-11-19 23:00..00:00Z"
+    # a day's or a week's bucket names its end's date: never "00:00..00:00Z"
+    assert str(Window(T0, T0 + DAY)) == "2026-11-20 00:00..2026-11-21 00:00Z"
+    assert str(Window(T0 + 8 * 3600, T0 + 8 * 3600 + 7 * DAY)) == (
+        "2026-11-20 08:00..2026-11-27 08:00Z")
 
 
 def test_planner_repolls_at_ages_then_settles() -> None:
