@@ -250,6 +250,58 @@ def test_simulate_with_org_flags_still_refuses_other_orgs(tmp_path: Path) -> Non
         stop(served)
 
 
+@pytest.mark.parametrize(
+    ("discovery", "orgs", "expected", "exported"),
+    [
+        ("", "", {"org-alpha", "org-beta", "org-gamma"}, set()),
+        ('include = ["org-prod-*", "Platform*"]\nexclude = ["*-beta"]\n', "", None, set()),
+        ("", '[[orgs]]\nid = "org-abc123"\n', {"org-abc123"}, {"DEVIN_API_TOKEN"}),
+    ],
+    ids=["no-orgs", "no-orgs-include-exclude", "with-orgs"],
+)
+def test_simulate_with_discovery_says_how_to_collect_and_lists_orgs_to_discover(
+    tmp_path: Path, discovery: str, orgs: str, expected: set[str] | None, exported: set[str]
+) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+        '[api]\nbase_url = "https://api.devin.ai"\n'
+        '[discovery]\ntoken_env = "DEVIN_ENTERPRISE_TOKEN"\norg_token_env = "DEVIN_ORG_TOKEN"\n'
+        f"{discovery}{orgs}"
+    )
+    served = start_simulate(
+        ["--config", str(config), "simulate", "--port", "0"], tmp_path, new_user_env()
+    )
+    try:
+        found = re.search(r"serves orgs: (org-[^ ,\n]+(?:, org-[^ ,\n]+)*)", served.banner)
+        assert found, served.banner
+        listed = set(found.group(1).split(", "))
+        if expected is not None:
+            assert listed == expected
+        else:  # ids or names matching include, none matching exclude
+            assert len(listed) >= 2
+            assert not any(o.endswith("-beta") for o in listed)
+            assert any(o.startswith("org-prod-") for o in listed)
+        exports = dict(re.findall(r"^  export (\w+)=(\S+)$", served.banner, re.MULTILINE))
+        assert set(exports) == {"DEVIN_ENTERPRISE_TOKEN", "DEVIN_ORG_TOKEN", *exported}
+        # Configure -> Run, exactly as the banner says
+        config.write_text(config.read_text().replace("https://api.devin.ai", served.url))
+        env = new_user_env(**exports)
+        for command in (["db", "upgrade"], ["collect"]):
+            proc = subprocess.run(
+                [COLLECTOR, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                timeout=60, check=False,
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        # every org, discovered or configured: the open window and the one before of
+        # sessions, PRs, searches, active users by day, week and month and consumption
+        done = re.search(r"collect: (\d+) of (\d+) window\(s\) collected", proc.stdout)
+        assert done, proc.stdout
+        assert int(done.group(1)) == int(done.group(2)) == 14 * len(listed) > 0
+    finally:
+        stop(served)
+
+
 # -- 14: the demo at 80 columns ----------------------------------------------------------------
 
 NEXT_STEP_LINES = (

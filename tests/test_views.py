@@ -14,7 +14,13 @@ from sqlalchemy import Engine, insert, inspect, text
 
 from collector import db
 from collector.rollup import Rollups
-from collector.schema import MetricWindow, MetricWindowOrigin, MetricWindowSize
+from collector.schema import (
+    AcuConsumptionDay,
+    LedgerEntry,
+    MetricWindow,
+    MetricWindowOrigin,
+    MetricWindowSize,
+)
 from tests.helpers import ROOT, T0, postgres_schema, postgres_url
 
 HOUR = 3600
@@ -181,6 +187,58 @@ def fill_recent(engine: Engine) -> None:
         Rollups(engine.dialect.name).rebuild(conn)  # as the writer keeps them
 
 
+#: Two values whose binary sum is noise, in any order: 0.1 + 0.2 == 0.30000000000000004.
+SUMMANDS = (0.1, 0.2)
+
+
+def fill_sums(engine: Engine) -> None:
+    """SUMMANDS as the ACUs of two days of org-sums in the week of Monday 2026-11-16, and as
+    those billed to org-abc123 on the current billing day and the next (ahead of the
+    clock, so that both are in this billing month whatever the date), both final."""
+    day = 86400
+    monday = T0 - 4 * day  # 2026-11-16
+    billing_day = (int(datetime.now(UTC).timestamp()) - 8 * HOUR) // day * day + 8 * HOUR
+    windows, billed, settled = [], [], []
+    for i, acus in enumerate(SUMMANDS):
+        start = monday + i * day
+        windows.append({
+            "org_id": "org-sums", "segment": "all",
+            "window_start": datetime.fromtimestamp(start, UTC),
+            "window_end": datetime.fromtimestamp(start + HOUR, UTC), "window_seconds": HOUR,
+            "sessions_created_count": 1, "sessions_created_with_playbook_count": 0,
+            "sessions_created_with_search_count": 0, "sessions_with_merged_prs_count": 0,
+            "avg_acus_per_session": acus,
+            "fetched_at": datetime.fromtimestamp(start + HOUR, UTC), "raw_body": {},
+        })
+        start = billing_day + i * day
+        billed.append({
+            "org_id": "org-abc123", "segment": "all",
+            "window_start": datetime.fromtimestamp(start, UTC),
+            "window_end": datetime.fromtimestamp(start + day, UTC), "window_seconds": day,
+            "billing_date": datetime.fromtimestamp(start - 8 * HOUR, UTC).date().isoformat(),
+            "acus": acus, "acus_devin": acus, "acus_cascade": 0.0, "acus_terminal": 0.0,
+            "acus_review": None, "fetched_at": datetime.fromtimestamp(start, UTC),
+            "raw_body": {},
+        })
+        settled.append({
+            "source": "consumption", "org_id": "org-abc123", "segment": "all",
+            "window_start": datetime.fromtimestamp(start, UTC),
+            "window_end": datetime.fromtimestamp(start + day, UTC), "settled": True,
+        })
+    with engine.begin() as conn:
+        conn.execute(insert(MetricWindow), windows)
+        conn.execute(insert(AcuConsumptionDay), billed)
+        conn.execute(insert(LedgerEntry), settled)
+        Rollups(engine.dialect.name).rebuild(conn)
+
+
+def noise(keys: Any, rows: Any) -> list[tuple[str, float]]:
+    """The values of ACU columns that are not a number of at most 6 decimal places (a sum
+    of floats left unrounded: 0.30000000000000004)."""
+    return [(key, v) for row in rows for key, v in zip(keys, row, strict=True)
+            if "acu" in key.lower() and v is not None and float(v) != round(float(v), 6)]
+
+
 def plain(rows: Any) -> list[tuple[Any, ...]]:
     """Rows with dates as ISO text, numbers as floats rounded to 9 places, in a stable order."""
     out = []
@@ -214,13 +272,17 @@ def test_every_docs_query_has_both_forms_and_they_agree(both: tuple[Engine, Engi
     results: dict[str, list[list[tuple[Any, ...]]]] = {}
     for eng in both:
         fill_recent(eng)
+        fill_sums(eng)
         with eng.connect() as conn:
             for title, forms in queries.items():
                 if "$__" in forms.get(eng.dialect.name, ""):
                     continue  # Grafana's macro
                 assert set(forms) == {"sqlite", "postgresql"}, title
-                rows = plain(conn.execute(text(forms[eng.dialect.name])))
-                results.setdefault(title, []).append(rows)
+                result = conn.execute(text(forms[eng.dialect.name]))
+                keys, raw = list(result.keys()), result.fetchall()
+                # ACUs summed by a query are rounded as the views round theirs
+                assert not noise(keys, raw), (eng.dialect.name, title, noise(keys, raw))
+                results.setdefault(title, []).append(plain(raw))
     for title, (on_sqlite, on_pg) in results.items():
         assert on_sqlite == on_pg, title
         assert on_sqlite, f"{title}: no rows"
@@ -229,3 +291,9 @@ def test_every_docs_query_has_both_forms_and_they_agree(both: tuple[Engine, Engi
     assert day_totals == pytest.approx(DAY_TOTAL)
     origins = results["Which origins drive usage this week"][0]
     assert sorted(origins) == [("slack", 5.0), ("webapp", 20.0)]
+    # the sums the noise check is about are there
+    weekly = results["Weekly ACUs per org (weeks start on Monday), additive across days"][0]
+    assert ("org-sums", "2026-11-16", 0.3) in weekly
+    ((billed, final, days),) = results[
+        "ACUs billed to one org this billing month, and how much of it is final"][0]
+    assert (billed, final, days) == (0.3, 0.3, 2.0)
