@@ -35,6 +35,7 @@ from collector.config_fields import (
     WindowSize,
     default_jitter,
     is_loopback,
+    looks_like_token,
 )
 from collector.config_fields import interval as interval_seconds
 from collector.config_fields import rate_limit as rate_limit_value
@@ -306,7 +307,13 @@ def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str])
 def load_config(path: Path, env: Mapping[str, str]) -> Config:
     """Read and validate `path`; `env` may override the database URL."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line} holds bytes that are not UTF-8): the "
+            "configuration must be a TOML file encoded in UTF-8. Save it again as UTF-8"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found. Copy config.example.toml to {path} "
@@ -340,12 +347,23 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], *, source: str) -
 def _describe(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        name = str(loc[-1]) if loc else ""
+        token_key = error["type"] == "extra_forbidden" and looks_like_token(name)
+        if token_key:
+            loc = loc[:-1]  # the key's name is the token: say where it is, never what
         key = ""
-        for part in error["loc"]:
+        for part in loc:
             key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            name = str(error["loc"][-1]) if error["loc"] else ""
+        if token_key:
+            message = (
+                "a key that looks like a token: tokens are never read from this file, only "
+                "from the environment: remove it, export the token in an environment "
+                'variable and name that variable in token_env (like token_env = '
+                '"DEVIN_API_TOKEN")'
+            )
+        elif error["type"] == "extra_forbidden":
             if name.lower() in SECRET_KEYS:
                 # the value is a secret: say where it belongs, never what it is
                 message = (

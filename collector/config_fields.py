@@ -20,6 +20,8 @@ SECRET_KEYS = frozenset(
     {"token", "tokens", "api_key", "apikey", "api_token", "token_value", "access_token",
      "auth_token", "bearer", "bearer_token", "devin_api_token"}
 )
+#: How Devin's tokens begin: service-user tokens, then the legacy user and API keys.
+TOKEN_PREFIXES = ("cog_", "apk_user_", "apk_")
 #: Longest jitter derived from the interval when [schedule].jitter is not set.
 MAX_DEFAULT_JITTER = 30
 
@@ -38,7 +40,7 @@ def seconds(value: object, *, allow_zero: bool = False) -> int:
 
 def env_name(value: str) -> str:
     # Never put `value` in the message: it may well be a token pasted in the wrong place.
-    if _looks_like_token(value):
+    if looks_like_token(value):
         raise ValueError(
             "this looks like a token, not the name of an environment variable: put the "
             "variable's NAME here (like DEVIN_API_TOKEN) and the token itself in that "
@@ -52,10 +54,11 @@ def env_name(value: str) -> str:
     return value
 
 
-def _looks_like_token(value: str) -> bool:
-    """A Devin token (cog_...), or a long run of characters no one would name a variable:
-    mixed-case letters, or digits without underscores (a hex or base64 secret)."""
-    if value.lower().startswith("cog_"):
+def looks_like_token(value: str) -> bool:
+    """A Devin token (cog_..., or a legacy key apk_user_... or apk_...), or a long run of
+    characters no one would name a variable: mixed-case letters, or digits without
+    underscores (a hex or base64 secret). Such a value, or a key so named, is never printed."""
+    if value.lower().startswith(TOKEN_PREFIXES):
         return True
     if len(value) <= 40:
         return False

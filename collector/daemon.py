@@ -342,8 +342,9 @@ class Daemon:
         scheduler = self.scheduler()
         scheduler.start()
         log.info(
-            "collector running: %d org(s), window %ss, every %ss",
-            len(self._targets), self.size, self.interval,
+            "collector running",
+            extra={"orgs": len(self._targets), "window_s": self.size,
+                   "interval_s": self.interval},
         )
         # Wait in short steps: a signal the kernel delivers to another thread only sets a
         # flag, and Python runs the handler when the main thread next wakes up.

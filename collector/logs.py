@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -151,3 +153,41 @@ def reset_logging() -> None:
     root.setLevel(level)
     for name, noisy_level in levels.items():
         logging.getLogger(name).setLevel(noisy_level)
+
+
+class _Holder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def held_logs() -> Iterator[list[logging.LogRecord]]:
+    """Hold back what is logged inside the block (loading the configuration, before it
+    says how to log) and hand the records over in the list: `replay_logs` writes them once
+    logging is configured. If the block raises, they are written at once, where they
+    would have gone."""
+    holder = _Holder()
+    root = logging.getLogger()
+    handlers = root.handlers
+    root.handlers = [holder]
+    try:
+        yield holder.records
+    except BaseException:
+        root.handlers = handlers
+        replay_logs(holder.records)
+        raise
+    finally:
+        root.handlers = handlers
+
+
+def replay_logs(records: list[logging.LogRecord]) -> None:
+    """Write held records through the handlers in place now, at the levels set now."""
+    for record in records:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+    records.clear()

@@ -103,7 +103,9 @@ def test_transient_failures_name_each_window_once_and_say_rerun(
         label = line.split(": ", 1)[0].strip()  # "org-beta 2026-11-26 10:00..11:00Z"
         assert label.startswith("org-beta ")
         assert line.count(label) == 1  # the window is named once, not twice
-    assert "stay due, and running again fetches them" in result.output
+    assert "These failures are transient: those windows stay due, and running again fetches" \
+        " them" in result.output
+    assert "other failures" not in result.output  # there are no others
 
 
 @pytest.mark.parametrize(

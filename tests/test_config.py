@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from collector.cli import main
 from collector.config import config_path, load_config, parse_config, resolve_token
 from collector.errors import ConfigError
 
@@ -256,3 +259,99 @@ def test_discovery_alone_is_a_configuration() -> None:
     assert config.discovery.refresh == 3600
     org = config.discovered_org("org-x", "X")
     assert (org.id, org.name, config.token_env_for(org)) == ("org-x", "X", "ENTERPRISE_TOKEN")
+
+
+# -- through the command line: what a user meets ----------------------------------------------
+
+#: Nothing listens here: no test below may reach an API.
+NOWHERE = "http://127.0.0.1:9"
+LEGACY_USER_KEY = "apk_user_0a1b2c3d4e5f6a7b8c9d0e1f"
+LEGACY_KEY = "apk_0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def collect(tmp_path: Path, text: str | bytes) -> Result:
+    """`collector collect` on `text` as the configuration file (a SQLite file in `tmp_path`,
+    the API on a loopback port where nothing listens), with no token in the environment."""
+    path = tmp_path / "collector.toml"
+    if isinstance(text, str):
+        text = (f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+                f'[api]\nbase_url = "{NOWHERE}"\n' + text).encode()
+    path.write_bytes(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVIN", "COLLECTOR_"))}
+    return CliRunner().invoke(main, ["--config", str(path), "collect"], env=env)
+
+
+@pytest.mark.parametrize("secret", [LEGACY_USER_KEY, LEGACY_KEY, SECRET])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('token_env = "{s}"\n[[orgs]]\nid = "org-abc123"\n', "api.token_env"),
+        ('[[orgs]]\nid = "org-abc123"\ntoken_env = "{s}"\n', "orgs[0].token_env"),
+        ('[discovery]\ntoken_env = "{s}"\n', "discovery.token_env"),
+        ('[discovery]\ntoken_env = "ENTERPRISE_TOKEN"\norg_token_env = "{s}"\n',
+         "discovery.org_token_env"),
+    ],
+)
+def test_collect_refuses_any_devin_token_as_a_variable_name_without_echoing_it(
+    tmp_path: Path, text: str, key: str, secret: str
+) -> None:
+    result = collect(tmp_path, text.format(s=secret))
+    assert result.exit_code == 2, result.output
+    assert f"  {key}: this looks like a token, not the name of an environment variable" in (
+        result.stderr
+    )
+    assert secret not in result.output
+    assert secret[4:] not in result.output  # not even without its prefix
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (f"{SECRET} = 1\n" + MINIMAL, "api"),
+        (f'{LEGACY_KEY} = "x"\n' + MINIMAL, "api"),
+        (f"[api.{LEGACY_USER_KEY}]\nx = 1\n" + MINIMAL, "api"),
+        (MINIMAL + f"{SECRET} = true\n", "orgs[0]"),
+        (f'[discovery]\ntoken_env = "ENTERPRISE_TOKEN"\n{LEGACY_KEY} = 1\n', "discovery"),
+        (MINIMAL + f"[sources.sessions]\n{SECRET} = 1\n", "sources.sessions"),
+    ],
+)
+def test_a_key_named_like_a_token_is_never_echoed(tmp_path: Path, text: str, where: str) -> None:
+    result = collect(tmp_path, text)
+    assert result.exit_code == 2, result.output
+    assert (
+        f"  {where}: a key that looks like a token: tokens are never read from this file, "
+        "only from the environment"
+    ) in result.stderr
+    assert "unknown key" not in result.output
+    for secret in (SECRET, LEGACY_KEY, LEGACY_USER_KEY):
+        assert secret not in result.output
+        assert secret[4:] not in result.output
+
+
+def test_a_token_as_a_top_level_key_is_never_echoed(tmp_path: Path) -> None:
+    result = collect(tmp_path, f'[[orgs]]\nid = "org-abc123"\n[{SECRET}]\nx = 1\n')
+    assert result.exit_code == 2, result.output
+    assert "  (top level): a key that looks like a token" in result.stderr
+    assert SECRET not in result.output
+
+
+def test_an_unknown_key_is_still_named(tmp_path: Path) -> None:
+    result = collect(tmp_path, "retries = 3\n" + MINIMAL)
+    assert result.exit_code == 2, result.output
+    assert "  api.retries: unknown key (check the spelling" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '[[orgs]]\nid = "org-abc123"\nname = "Équipe"\n'.encode("latin-1"),
+        '[[orgs]]\nid = "org-abc123"\n'.encode("utf-16"),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path, raw: bytes) -> None:
+    result = collect(tmp_path, raw)
+    assert result.exit_code == 2, (result.output, result.exception)
+    path = tmp_path / "collector.toml"
+    assert result.stderr.startswith(f"error: {path}: not UTF-8 text")
+    assert "must be a TOML file encoded in UTF-8" in result.stderr
+    assert "Traceback" not in result.output

@@ -6,17 +6,19 @@ import io
 import json
 import logging
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from collector.cli import main
 from collector.logs import configure_logging, register_secrets, reset_logging
 from collector.sim import Simulator, TokenGrant
 from collector.windows import due_now
-from tests.helpers import TOKEN
+from tests.helpers import TOKEN, collector_process, daemon_config_file, upgrade_folder, wait_for
 
 SECRET = "cog_log_secret_5b7d31"
 log = logging.getLogger("collector.daemon")
@@ -127,3 +129,58 @@ def test_collect_logs_json_with_fields_as_keys(tmp_path: Path) -> None:
             for r in collected] == [("debug", "collector.collection", "org-alpha", 1, False)] * 2
     assert {r["window"] for r in collected} in (before, after)  # (an hour may turn meanwhile)
     assert TOKEN not in result.stderr
+
+
+def test_json_from_the_file_covers_the_warnings_of_loading_it(tmp_path: Path) -> None:
+    # [logging] format = "json" and no --log-format: the load's warnings are JSON lines too
+    with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+            f'[api]\nbase_url = "{sim.base_url}"\nconcurrency = 1\n'
+            '[windows]\nsize = "1h"\n[schedule]\ninterval = "2h"\n'
+            '[sources]\nenabled = ["sessions"]\n[logging]\nformat = "json"\n'
+            '[[orgs]]\nid = "org-alpha"\n'
+        )
+        run = CliRunner()
+        env = {"DEVIN_API_TOKEN": TOKEN}
+        for args in (["db", "upgrade"], ["collect"]):
+            result = run.invoke(main, ["--config", str(config), *args], env=env,
+                                catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            records = [json.loads(line) for line in result.stderr.splitlines()]
+            warnings = [r for r in records if r["logger"] == "collector.config"]
+            assert len(warnings) == 1, result.stderr
+            warning = warnings[0]
+            assert warning["level"] == "warning"
+            assert warning["event"].startswith(
+                f"{config}: [schedule].interval (2h) is longer than [windows].size (1h)"
+            )
+            assert re.fullmatch(r"\S+Z", warning["timestamp"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_daemon_start_line_has_its_values_as_fields(tmp_path: Path, fmt: str) -> None:
+    with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
+        daemon_config_file(tmp_path, sim.base_url)
+        upgrade_folder(tmp_path)
+        proc = collector_process(tmp_path, "--log-format", fmt, "run")
+        try:
+            wait_for(lambda: sim.count(status=200) >= 1)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    if fmt == "json":
+        (start,) = [r for r in map(json.loads, stderr.splitlines())
+                    if r["event"] == "collector running"]
+        assert (start["level"], start["logger"]) == ("info", "collector.daemon")
+        assert (start["orgs"], start["window_s"], start["interval_s"]) == (2, 300, 2)
+    else:
+        (start,) = [line for line in stderr.splitlines() if "collector running" in line]
+        assert re.fullmatch(
+            r"\S+Z \[info\s*\] collector running orgs=2 window_s=300 interval_s=2 "
+            r"\[collector\.daemon\]", start,
+        ), start

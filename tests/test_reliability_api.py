@@ -134,7 +134,9 @@ def test_retry_after_beyond_the_cap_leaves_windows_due_without_a_tight_loop(
     result = world.backfill()
     assert result.exit_code == 1
     assert "longer than retry_after_cap" in result.output
-    assert "window(s) deferred (not started" in result.output  # the others did not even ask
+    # the others did not even ask, and the summary says why
+    assert "window(s) deferred, not failed (the first: this token may send again only in" in (
+        result.output)
     assert world.sim.count() <= 2  # one request per worker, no loop
     assert world.stored() == {}
     entry = world.ledger("org-alpha", WINDOWS[0])
@@ -350,6 +352,15 @@ def test_401_403_404_for_some_orgs_leave_the_others_complete(world: World, comma
     assert "valid, unexpired service-user token" in result.output  # org-beta: 401
     assert "ViewOrgMetrics" in result.output  # org-gamma: 403
     assert "Check the org id" in result.output  # org-missing: 404
+    # each org's access error is said once, for all its windows, with the advice that fits
+    # it: not "stay due" (running again without a fix fails again)
+    for org in ("org-beta", "org-gamma", "org-missing"):
+        (line,) = [line for line in result.output.splitlines()
+                   if org in line and line.startswith("  ")]  # the summary, not the log
+        assert "window(s))" in line
+        assert "stay due" not in line
+    assert "transient" not in result.output
+    assert "Fix the token, permission or org id named above, then run again." in result.output
     stored = world.stored()
     alpha = {start for org, start in stored if org == "org-alpha"}
     assert alpha

@@ -14,7 +14,7 @@ import click
 
 from collector.config import Config, config_path, load_config
 from collector.errors import CollectorError, ConfigError, SchemaOutOfDateError
-from collector.logs import configure_logging
+from collector.logs import configure_logging, held_logs, replay_logs
 
 if TYPE_CHECKING:
     from collector.collection import Report
@@ -33,11 +33,14 @@ class Context:
 
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(config_path(self.config_flag, self.env), self.env)
+            # what loading logs (its warnings) waits for the logging the file asks for
+            with held_logs() as held:
+                self._config = load_config(config_path(self.config_flag, self.env), self.env)
             configure_logging(
                 self.log_format or self._config.logging.format,
                 "DEBUG" if self.verbose else self._config.logging.level,
             )
+            replay_logs(held)
         return self._config
 
 
@@ -77,8 +80,9 @@ def print_report(report: Report, what: str, *, forced: bool = False) -> None:
     )
     if report.deferred:
         click.echo(
-            f"{report.deferred} window(s) deferred (not started: the API asked the token to "
-            "wait longer than [api].retry_after_cap); they stay due", err=True,
+            f"{report.deferred} window(s) deferred, not failed (the first: "
+            f"{report.deferred_reason}); they stay due, and running again fetches them",
+            err=True,
         )
     if not report.failed_count:
         return
@@ -100,14 +104,12 @@ def print_report(report: Report, what: str, *, forced: bool = False) -> None:
         click.echo(
             "Fix the token, permission or org id named above, then run again.", err=True
         )
-    if (others or report.failed_count > len(report.failed)) and forced:
+    if others or report.failed_count > len(report.failed):
+        these = "The other failures are" if denied else "These failures are"
         click.echo(
-            "The other failures are transient. A window collected before keeps the values "
-            "stored then; the rest stay due: running again without --force fetches them "
+            f"{these} transient. A window collected before keeps the values stored then; "
+            "the rest stay due: running again without --force fetches them (and only them)."
+            if forced else
+            f"{these} transient: those windows stay due, and running again fetches them "
             "(and only them).", err=True,
-        )
-    elif others or report.failed_count > len(report.failed):
-        click.echo(
-            "The other failures are transient: those windows stay due, and running again "
-            "fetches them (and only them).", err=True,
         )
