@@ -194,7 +194,9 @@ def test_a_different_window_size_is_refused_and_nothing_is_counted_twice(
     live_sim.reset_stats()
     text = config.read_text().replace('size = "1h"', 'size = "1d"')
     config.write_text(text)
-    for command in (["collect"], ["backfill", "--since", "2026-11-01"], ["run"], ["status"]):
+    for command in (["collect"], ["backfill", "--since", "2026-11-01"], ["run"], ["status"],
+                    ["backfill", "--since", "2026-11-01", "--dry-run"],
+                    ["report", "--out", str(tmp_path / "r.html")]):
         result = invoke(["--config", str(config), *command], env)
         assert result.exit_code == 2, (command, result.output)
         assert "the database holds 1h windows, but [windows].size is 1d" in result.output
