@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.client import DevinClient, make_http_client
 from collector.config import parse_config
@@ -63,7 +63,7 @@ def main() -> None:
             source="bench",
         )
         engine = db.create_engine_for(config.database.url)
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         client = DevinClient(
             make_http_client(config), Credentials({"org-alpha": TOKEN}), rate_limit=10_000,
             clock=clock,

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.calendars import windows
 from collector.client import DevinClient, make_http_client
@@ -113,7 +113,7 @@ def steady_state(days: int, measure_hours: int, lookback: int) -> None:
             source="bench",
         )
         engine = db.create_engine_for(config.database.url)
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         client = DevinClient(
             make_http_client(config), Credentials({"org-alpha": TOKEN}), rate_limit=10_000,
             clock=clock,

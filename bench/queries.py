@@ -64,7 +64,7 @@ from query_data import (  # noqa: E402
 )
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from collector import db  # noqa: E402
+from collector import db, migrate  # noqa: E402
 from tests.test_grafana import (  # noqa: E402
     DASHBOARDS,
     TimeRange,
@@ -276,7 +276,7 @@ def write_cost(dialect: str, args: argparse.Namespace) -> dict[str, list[float]]
             with tempfile.TemporaryDirectory() as tmp, database(
                     dialect, Path(tmp), args.pg_url) as url:
                 engine = db.create_engine_for(url)
-                db.upgrade(engine, revision)
+                migrate.upgrade(engine, revision)
                 store = Store(engine)
                 rollups = revision == "head" or revision >= ROLLUPS
                 with mock.patch.object(Rollups, "refresh", autospec=True) if not rollups else (
@@ -321,7 +321,7 @@ def database(dialect: str, tmp: Path, pg_url: str | None) -> Iterator[str]:
 def bench(dialect: str, args: argparse.Namespace, data: Data) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp, database(dialect, Path(tmp), args.pg_url) as url:
         engine = db.create_engine_for(url)
-        db.upgrade(engine, args.before)
+        migrate.upgrade(engine, args.before)
         engine.dispose()
         began = time.perf_counter()
         if dialect == "sqlite":
@@ -337,7 +337,7 @@ def bench(dialect: str, args: argparse.Namespace, data: Data) -> dict[str, dict[
         before = measure(dialect, target, old, args.runs)
         engine = db.create_engine_for(url)
         began = time.perf_counter()
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         migrated = time.perf_counter() - began
         head = db.current_revision(engine)
         if dialect == "postgresql":

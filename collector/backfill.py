@@ -36,22 +36,40 @@ RETAKE_EVERY = 0.5
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+#: The earliest moment a --since or --until may name. The Devin API holds nothing from
+#: before 2024, so no real range starts earlier; a bound well after the Unix epoch keeps
+#: every calendar's arithmetic (buckets aligned to the epoch, weeks to 1970-01-05, a bucket
+#: stepped back from the first) inside the range of dates and timestamps, where 0001-01-01
+#: failed deep in the plan with "year 0 is out of range"; and it turns a typo (0206-01-01,
+#: 1026-01-01) into an error instead of a plan of centuries of empty windows.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
-def parse_when(text: str) -> float:
-    """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds,
-    fractions kept: range ends are rounded by one rule, in `Range.bounds`."""
+
+def read_when(text: str) -> datetime:
+    """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC), as written: only
+    its syntax is checked (`parse_when` checks its range too)."""
     value = text.strip()
     try:
         if _DATE.match(value):
-            moment = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-        else:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+            return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"{text!r} is not a date: write 2026-01-31 (UTC) or 2026-01-31T12:00:00Z"
         ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_when(text: str) -> float:
+    """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds,
+    fractions kept: range ends are rounded by one rule, in `Range.bounds`. A moment
+    before `EARLIEST` raises `ValueError`, as a malformed one does."""
+    moment = read_when(text)
+    if moment < EARLIEST:
+        raise ValueError(
+            f"{text.strip()!r} is before {EARLIEST:%Y-%m-%d} UTC, the earliest date the collector "
+            "accepts (the Devin API holds nothing older): write a date from then on"
+        )
     return moment.timestamp()
 
 

@@ -1,4 +1,5 @@
-"""Engines and migrations: the one place that knows how to open and upgrade a database.
+"""Engines: the one place that knows how to open a database, check its schema and whether
+this process may write it (`collector.migrate` upgrades it).
 
 SQLite runs in WAL mode with a busy timeout and takes its write lock when a transaction
 begins (``BEGIN IMMEDIATE``), so two processes writing at once wait for each other instead of
@@ -8,23 +9,15 @@ restarted server costs one failed run, not a restart of the collector.
 
 from __future__ import annotations
 
-import atexit
 import os
-from contextlib import ExitStack
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from tempfile import TemporaryDirectory
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from collector.errors import ConfigError, SchemaOutOfDateError, StorageError
-
-if TYPE_CHECKING:
-    from alembic.config import Config as AlembicConfig
 
 #: The newest migration. Commands check the database against it without importing Alembic
 #: (which costs a third of a second at every start); a test keeps it equal to Alembic's head.
@@ -70,9 +63,36 @@ def create_engine_for(url: str, *, busy_timeout: float = 30.0, **kwargs: Any) ->
         raise ConfigError(
             f"{_URL_KEY} {shown!r} cannot be used ({reason}); write {_URL_FORMS}"
         ) from None
+    except ImportError as exc:
+        # SQLAlchemy imports the driver's module when the engine is created: psycopg is
+        # left out by a plain `pip install .`, and other drivers are not installed at all.
+        raise ConfigError(_missing_driver(parsed.drivername, shown, exc)) from None
     raise ConfigError(
         f"[database].url uses {backend!r}; the collector supports sqlite and postgresql"
     )
+
+
+#: How to install psycopg, the PostgreSQL driver: pyproject.toml's `postgres` extra.
+_INSTALL_PSYCOPG = (
+    "pip install '.[postgres]' in the collector's checkout (or pip install 'psycopg[binary]')"
+)
+
+
+def _missing_driver(drivername: str, shown: str, exc: ImportError) -> str:
+    """What to say when the module of `drivername` cannot be imported."""
+    if drivername == "postgresql+psycopg":
+        return (
+            f"{_URL_KEY} {shown!r} needs the PostgreSQL driver psycopg, which is not "
+            f"installed: install the collector with its postgres extra, {_INSTALL_PSYCOPG}"
+        )
+    module = exc.name or drivername
+    if drivername.startswith("postgresql+"):
+        return (
+            f"{_URL_KEY} {shown!r} needs the Python module {module}, which is not installed: "
+            "write postgresql+psycopg://user@host/dbname (the driver the collector uses) and "
+            f"install it, {_INSTALL_PSYCOPG}"
+        )
+    return f"{_URL_KEY} {shown!r} needs the Python module {module}, which is not installed"
 
 
 def _sqlite_file(database: str | None) -> Path | None:
@@ -123,63 +143,6 @@ def reading(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
-def alembic_config(engine: Engine | None = None) -> AlembicConfig:
-    """Alembic's configuration, pointing at the bundled migrations."""
-    from alembic.config import Config as AlembicConfig
-
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(_migrations_directory()))
-    if engine is not None:
-        cfg.set_main_option(
-            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
-        )
-    return cfg
-
-
-def _migrations_directory() -> Path:
-    """The bundled migrations as a directory that outlives this call.
-
-    Installed normally, that is the package's own directory. Otherwise (from a zip) the
-    scripts are copied once to a temporary directory that is kept until the process exits:
-    a path from `importlib.resources.as_file` is gone once its context closes, and Alembic
-    reads the scripts long after.
-    """
-    global _extracted
-    resource = files("collector.migrations")
-    if isinstance(resource, Path) and resource.is_dir():
-        return resource
-    if _extracted is None or not _extracted.is_dir():
-        target = Path(_keep.enter_context(TemporaryDirectory(prefix="collector-migrations-")))
-        _copy_tree(resource, target)
-        _extracted = target
-    return _extracted
-
-
-def _copy_tree(source: Traversable, target: Path) -> None:
-    for item in source.iterdir():
-        if item.is_dir():
-            if item.name != "__pycache__":
-                (target / item.name).mkdir()
-                _copy_tree(item, target / item.name)
-        else:
-            (target / item.name).write_bytes(item.read_bytes())
-
-
-_extracted: Path | None = None
-_keep = ExitStack()
-atexit.register(_keep.close)
-
-
-def head_revision() -> str:
-    """The newest migration, as Alembic reads it from the bundled scripts."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:
-        raise StorageError("no migrations are bundled with this installation")
-    return head
-
-
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for a database without the schema."""
     try:
@@ -189,29 +152,6 @@ def current_revision(engine: Engine) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the database: {describe_error(exc)}") from None
-
-
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` on `engine`'s database."""
-    from alembic import command
-
-    _run(engine, command.upgrade, revision)
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    from alembic import command
-
-    _run(engine, command.downgrade, revision)
-
-
-def _run(engine: Engine, action: Any, revision: str) -> None:
-    cfg = alembic_config(engine)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            action(cfg, revision)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"migration failed: {describe_error(exc)}") from None
 
 
 def require_current_schema(engine: Engine, *, writable: bool = True) -> None:

@@ -16,7 +16,7 @@ import click
 from sqlalchemy import Engine, text
 
 from collector import backfill as bf
-from collector import db
+from collector import migrate
 from collector.assembly import open_collector, open_engine
 from collector.config import parse_config
 from collector.sim import Simulator, SyntheticData, TokenGrant
@@ -64,7 +64,7 @@ def run_demo(database: str, days: int) -> int:
         )
         engine = open_engine(config)
         try:
-            db.upgrade(engine)
+            migrate.upgrade(engine)
         finally:
             engine.dispose()
         now = time.time()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from collector import db
+from collector import db, migrate
 from collector.client import DevinClient, make_http_client
 from collector.config import Config, parse_config
 from collector.credentials import Credentials
@@ -129,7 +129,7 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 def engine(db_url: str) -> Iterator[Engine]:
     """A migrated database."""
     eng = db.create_engine_for(db_url)
-    db.upgrade(eng)
+    migrate.upgrade(eng)
     yield eng
     eng.dispose()
 

@@ -1,6 +1,8 @@
 """Exits a user should never see as tracebacks or silent data loss: a downgrade that drops
-tables, a malformed database URL, a port already taken, a database in a missing directory or
-that this user may not write, and migrations read after their temporary copy is gone."""
+tables, a malformed database URL, a PostgreSQL URL without its driver installed, a migration
+target that does not exist or is already reached, a port already taken, a database in a
+missing directory or that this user may not write, dates out of range, and migrations read
+after their temporary copy is gone."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from collector import db
+from collector import db, migrate
 from collector.sim import Simulator
 from tests.helpers import (
     COLLECTOR,
@@ -269,20 +272,173 @@ def test_migrations_from_a_zip_stay_readable(
         for file in (ROOT / "collector" / "migrations").rglob("*"):
             if file.is_file() and "__pycache__" not in file.parts:
                 bundle.write(file, file.relative_to(ROOT).as_posix())
-    expected = db.head_revision()
+    expected = migrate.head_revision()
     monkeypatch.setattr(
-        db, "files", lambda _package: zipfile.Path(archive, "collector/migrations/")
+        migrate, "files", lambda _package: zipfile.Path(archive, "collector/migrations/")
     )
-    monkeypatch.setattr(db, "_extracted", None, raising=False)
-    location = Path(db.alembic_config().get_main_option("script_location") or "")
+    monkeypatch.setattr(migrate, "_extracted", None, raising=False)
+    location = Path(migrate.alembic_config().get_main_option("script_location") or "")
     assert location.is_dir()
     assert (location / "env.py").is_file()
     assert (location / "versions" / "0001_initial.py").is_file()
-    assert db.head_revision() == expected  # Alembic reads the scripts after the call
+    assert migrate.head_revision() == expected  # Alembic reads the scripts after the call
     engine = db.create_engine_for(f"sqlite:///{tmp_path / 'z.db'}")
     try:
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         assert db.current_revision(engine) == expected
     finally:
         engine.dispose()
 
+
+# -- PostgreSQL without its driver: install the extra, not a ModuleNotFoundError --------------
+
+
+def test_pyproject_extra_named_in_the_message_installs_psycopg() -> None:
+    """The message below tells people to install the `postgres` extra: it must exist."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("psycopg") for dep in extras["postgres"])
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"], ["status"],
+                                     ["collect"]])
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "postgresql"])
+def test_postgres_url_without_psycopg_says_to_install_the_extra(
+    tmp_path: Path, command: list[str], scheme: str
+) -> None:
+    # psycopg as a plain `pip install .` leaves it: importing it fails (nothing uninstalled;
+    # the module is shadowed in this process only)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "psycopg.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+    )
+    config = config_file(tmp_path / "c.toml", REAL_API, "sqlite:///unused.db")
+    url = f"{scheme}://collector:hunter2@127.0.0.1:1/metrics"
+    proc = run(["--config", str(config), *command], cwd=tmp_path, PYTHONPATH=str(blocked),
+               COLLECTOR_DATABASE_URL=url, DEVIN_API_TOKEN=TOKEN)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "needs the PostgreSQL driver psycopg, which is not installed" in proc.stderr
+    assert "pip install '.[postgres]'" in proc.stderr
+    assert f"'{scheme}://collector:***@127.0.0.1:1/metrics'" in proc.stderr
+    assert "hunter2" not in proc.stderr
+
+
+# -- migration targets: unknown ones are named, no-ops do nothing, only data loss asks ---------
+
+
+@pytest.mark.parametrize("args", [["upgrade", "--revision", "garbage"],
+                                  ["downgrade", "garbage", "--yes"]])
+def test_unknown_revision_exits_2_listing_the_known_ones(
+    tmp_path: Path, db_url: str, args: list[str]
+) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    before = tables(db_url)
+    result = invoke(["--config", str(config), "db", *args])
+    assert result.exit_code == 2, result.output
+    assert f"there is no revision 'garbage' to {args[0]} to" in result.output
+    assert (f"the known revisions are base (no schema), 0001, 0002, 0003, 0004, 0005, 0006, "
+            f"0007, {db.SCHEMA_HEAD} and head (= {db.SCHEMA_HEAD})") in result.output
+    assert tables(db_url) == before
+
+
+@pytest.mark.parametrize("revision", [db.SCHEMA_HEAD, "head"])
+def test_downgrade_to_where_the_database_is_does_nothing(
+    tmp_path: Path, db_url: str, revision: str
+) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    before = tables(db_url)
+    result = invoke(["--config", str(config), "db", "downgrade", revision])  # no terminal
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"database already at revision {db.SCHEMA_HEAD}: nothing to "
+                             "downgrade\n")
+    assert tables(db_url) == before
+
+
+def test_downgrade_that_keeps_the_data_needs_no_yes(tmp_path: Path, db_url: str) -> None:
+    """0007's downgrade only drops indexes and replaces views: nothing is lost, so nothing is
+    asked; going back further (0006 drops tables) still needs --yes."""
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    assert invoke(["--config", str(config), "db", "upgrade", "--revision", "0007"]).exit_code == 0
+    before = tables(db_url)
+    result = invoke(["--config", str(config), "db", "downgrade", "0006"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "database at revision 0006\n"
+    assert tables(db_url) == before
+    refused = invoke(["--config", str(config), "db", "downgrade", "0005"])
+    assert refused.exit_code == 2
+    assert "pass --yes" in refused.output
+
+
+def test_downgrade_to_a_newer_revision_exits_2(tmp_path: Path, db_url: str) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    assert invoke(["--config", str(config), "db", "upgrade", "--revision", "0006"]).exit_code == 0
+    result = invoke(["--config", str(config), "db", "downgrade", db.SCHEMA_HEAD, "--yes"])
+    assert result.exit_code == 2, result.output
+    assert f"cannot downgrade to {db.SCHEMA_HEAD}: the database is at revision 0006" in (
+        result.output
+    )
+    assert f"`collector db upgrade --revision {db.SCHEMA_HEAD}` goes forward" in result.output
+    assert invoke(["--config", str(config), "db", "current"]).output.startswith(
+        "database: 0006;"
+    )
+
+
+def test_downgrade_of_a_read_only_database_file_names_it(shared_dir: Path) -> None:
+    config = prepared(shared_dir, REAL_API, 0o777, 0o644)
+    proc = run(["--config", str(config), "db", "downgrade", "base", "--yes"],
+               prefix=UNPRIVILEGED, cwd=shared_dir)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    database = shared_dir / "data" / "c.db"
+    assert f"the database file {database} is read-only for this user (nobody)" in proc.stderr
+    assert "migration failed" not in proc.stderr
+    current = invoke(["--config", str(config), "db", "current"])
+    assert current.output.startswith(f"database: {db.SCHEMA_HEAD};")
+
+
+# -- dates out of range: refused with a message before anything is read ----------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--since", "99999999d"], "--since 99999999d reaches back before 2000-01-01"),
+        (["--since", "3000000d"], "--since 3000000d reaches back before 2000-01-01"),
+        (["--since", "0001-01-01"], "--since: '0001-01-01' is before 2000-01-01 UTC"),
+        (["--since", "1d", "--until", "1999-12-31"], "--until: '1999-12-31' is before"),
+        (["--since", "1d", "--until", "9999-12-31"], "the last day of the calendar"),
+    ],
+)
+def test_report_dates_out_of_range_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, f"sqlite:///{tmp_path / 'none.db'}")
+    out = tmp_path / "r.html"
+    result = invoke(["--config", str(config), "report", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--since", "0001-01-01"], "--since: '0001-01-01' is before 2000-01-01 UTC"),
+        (["--since", "1999-12-31T23:59:59Z"], "--since: '1999-12-31T23:59:59Z' is before"),
+        (["--since", "2026-11-01", "--until", "0001-01-01"], "--until: '0001-01-01' is before"),
+    ],
+)
+def test_backfill_dates_before_2000_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
+    # consumption: the source whose plan reached "year 0 is out of range" at once (the
+    # others spent minutes planning two thousand years of windows first)
+    database = tmp_path / "c.db"
+    config = config_file(tmp_path / "c.toml", REAL_API, f"sqlite:///{database}")
+    config.write_text(config.read_text().replace('["sessions"]', '["consumption"]'))
+    assert invoke(["--config", str(config), "db", "upgrade"]).exit_code == 0
+    result = invoke(["--config", str(config), "backfill", *args, "--dry-run"],
+                    {"DEVIN_API_TOKEN": TOKEN})
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "the earliest date the collector accepts" in result.output

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.client import DevinClient
 from collector.config import parse_config
@@ -109,7 +109,7 @@ def test_runs_fail_cleanly_while_the_database_is_down_and_recover_without_restar
     clock: FakeClock, caplog: pytest.LogCaptureFixture,
 ) -> None:
     engine = db.create_engine_for(cluster.url)
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     config = parse_config(
         config_data(sim.base_url, cluster.url, schedule={
             "interval": "15m", "catchup_horizon": "6h", "repoll_ages": ["1h"], "jitter": "0s"}),

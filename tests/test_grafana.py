@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.config import parse_config
 from collector.daemon import Daemon
@@ -382,7 +382,7 @@ def collect_everything(url: str, sim: Simulator, clock: FakeClock,
     users, the billing days; and the organizations table."""
     engine = db.create_engine_for(url)
     try:
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         config = parse_config(config_data(
             sim.base_url, url,
             schedule={"interval": "1h", "repoll_ages": ["1h", "1d", "7d"],

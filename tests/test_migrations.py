@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from collector import db
+from collector import db, migrate
 from collector.errors import SchemaOutOfDateError
 from collector.schema import Base
 
@@ -24,7 +24,7 @@ TABLES = {"metric_windows", "metric_window_origins", "metric_window_sizes",
 
 
 def test_schema_head_constant_is_alembics_head() -> None:
-    assert db.head_revision() == db.SCHEMA_HEAD
+    assert migrate.head_revision() == db.SCHEMA_HEAD
 
 
 def test_models_and_migrations_do_not_drift(engine: Engine) -> None:
@@ -40,18 +40,18 @@ def test_upgrade_creates_tables_and_views_and_downgrade_removes_them(db_url: str
         assert db.current_revision(engine) is None
         with pytest.raises(SchemaOutOfDateError, match="collector db upgrade"):
             db.require_current_schema(engine)
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         db.require_current_schema(engine)
-        assert db.current_revision(engine) == db.head_revision()
+        assert db.current_revision(engine) == migrate.head_revision()
         inspector = inspect(engine)
         assert set(inspector.get_table_names()) == TABLES
         assert set(inspector.get_view_names()) == VIEWS
-        db.upgrade(engine)  # idempotent
-        db.downgrade(engine, "base")
+        migrate.upgrade(engine)  # idempotent
+        migrate.downgrade(engine, "base")
         inspector = inspect(engine)
         assert set(inspector.get_table_names()) <= {"alembic_version"}
         assert set(inspector.get_view_names()) == set()
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         assert set(inspect(engine).get_view_names()) == VIEWS
     finally:
         engine.dispose()
@@ -71,7 +71,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
 def test_existing_ledger_rows_move_to_the_sessions_source(db_url: str) -> None:
     engine = db.create_engine_for(db_url)
     try:
-        db.upgrade(engine, "0004")
+        migrate.upgrade(engine, "0004")
         with engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO metric_windows VALUES ('org-a', 'all', :start, :end, 3600, 2, 0, 0,"
@@ -80,14 +80,14 @@ def test_existing_ledger_rows_move_to_the_sessions_source(db_url: str) -> None:
                 "INSERT INTO collection_ledger (org_id, segment, window_start, window_end,"
                 " fetch_count, failure_count, settled) VALUES"
                 " ('org-a', 'all', :start, :end, 1, 0, TRUE)"), {"start": START, "end": END})
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(text(
                 "SELECT source, org_id, fetch_count FROM collection_ledger")).all() == [
                 ("sessions", "org-a", 1)]
             assert conn.execute(text(
                 "SELECT total_acus, settled FROM session_metrics")).one() == (3.0, True)
-        db.downgrade(engine, "0004")
+        migrate.downgrade(engine, "0004")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT org_id FROM collection_ledger")).all() == [
                 ("org-a",)]

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector import backfill as bf
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.client import DevinClient, make_http_client
 from collector.collection import Policy, run_collection
@@ -139,7 +139,7 @@ def test_any_sequence_of_runs_faults_and_restarts_stores_the_truth(
             {}, source="property",
         )
         engine = db.create_engine_for(url)
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         engine.dispose()
         rig = Rig(sim, clock, config, url)
         asked: set[int] = set()

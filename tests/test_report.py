@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from collector import db
+from collector import db, migrate
 from collector.assembly import Collector
 from collector.client import DevinClient, make_http_client
 from collector.config import Config, parse_config
@@ -95,7 +95,7 @@ def _fill(url: str) -> Iterator[Filled]:
                   {"id": "org-beta"}],
         ), {}, source="test")
         engine = db.create_engine_for(url)
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         client = DevinClient(
             make_http_client(config),
             Credentials({"org-alpha": TOKEN, "org-beta": NO_BILLING}),

@@ -284,10 +284,11 @@ def test_two_writers_of_one_day_at_once_leave_it_exact(db_url: str) -> None:
 
 def create(url: str, *, migrate: bool) -> Engine:
     from collector import db
+    from collector.migrate import upgrade
 
     engine = db.create_engine_for(url)
     if migrate:
-        db.upgrade(engine)
+        upgrade(engine)
     return engine
 
 
@@ -328,12 +329,12 @@ def test_a_database_filled_at_0007_shows_the_same_daily_rows_at_0008_and_back(
     sim: Simulator, make_config: Callable[..., Config], make_client: MakeClient,
     db_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from collector import db
+    from collector import db, migrate
     from collector.rollup import Rollups
 
     engine = db.create_engine_for(db_url)
     try:
-        db.upgrade(engine, "0007")
+        migrate.upgrade(engine, "0007")
         fresh = described(engine)
         # the writer as it was at 0007: the same rows, no rollups
         monkeypatch.setattr(Rollups, "refresh", lambda self, conn, items: None)
@@ -344,14 +345,14 @@ def test_a_database_filled_at_0007_shows_the_same_daily_rows_at_0008_and_back(
         monkeypatch.undo()
         before = daily_rows(engine)
         assert all(before.values())
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         assert db.current_revision(engine) == "0008"
         after = described(engine)
         assert {v: c for v, (c, _) in after.items()} == {v: c for v, (c, _) in fresh.items()}
         assert daily_rows(engine) == before
         assert_exact(engine)
         # and back: 0007's views, the same rows
-        db.downgrade(engine, "0007")
+        migrate.downgrade(engine, "0007")
         assert described(engine) == fresh
         assert daily_rows(engine) == before
     finally:

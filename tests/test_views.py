@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, inspect, text
 
-from collector import db
+from collector import db, migrate
 from collector.rollup import Rollups
 from collector.schema import (
     AcuConsumptionDay,
@@ -90,7 +90,7 @@ def both(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
                    db.create_engine_for(pg_url))
         try:
             for eng in engines:
-                db.upgrade(eng)
+                migrate.upgrade(eng)
             yield engines
         finally:
             for eng in engines:
@@ -113,12 +113,12 @@ def test_downgrade_restores_the_unrounded_views_with_the_same_columns(engine: En
                 for view in ("session_metrics", "session_metrics_daily")}
 
     rounded = columns()
-    db.downgrade(engine, "0002")
+    migrate.downgrade(engine, "0002")
     assert columns() == rounded
     # the 0002 views: the binary products, noise included
     assert [t for _, t in acus(engine)["windows"]] == [a * n for a, n in NOISY] + [0.0]
     assert acus(engine)["windows"][0][1] == 3.3000000000000003
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     assert columns() == rounded
     assert acus(engine) == EXPECTED
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, bindparam, insert, inspect, text
 
-from collector import db
+from collector import db, migrate
 from collector.rollup import Rollups
 from collector.schema import Base, LedgerEntry, MetricWindow
 from tests.helpers import postgres_schema, postgres_url
@@ -397,11 +397,11 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
 ) -> None:
     engine = db.create_engine_for(db_url)
     try:
-        db.upgrade(engine, "0005")
+        migrate.upgrade(engine, "0005")
         before = inspect(engine)
         tables_0005, views_0005 = set(before.get_table_names()), set(before.get_view_names())
         ledger_0005 = [c["name"] for c in before.get_columns("collection_ledger")]
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         assert db.current_revision(engine) == db.SCHEMA_HEAD
         after = inspect(engine)
         assert set(after.get_table_names()) == tables_0005 | NEW_TABLES | ROLLUP_TABLES
@@ -411,7 +411,7 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
             fill_prs(conn)
             fill_active_users(conn)
             fill_consumption(conn)
-        db.downgrade(engine, "0005")
+        migrate.downgrade(engine, "0005")
         assert db.current_revision(engine) == "0005"
         down = inspect(engine)
         assert set(down.get_table_names()) == tables_0005
@@ -423,7 +423,7 @@ def test_downgrade_to_0005_removes_everything_0006_added_and_upgrade_restores_it
             ("sessions", "org-a", 1), ("sessions", "org-d", 1)]
         assert query(engine, "SELECT SUM(sessions_created_count) FROM session_metrics "
                              "WHERE segment = 'all'") == [(9,)]
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         assert db.current_revision(engine) == db.SCHEMA_HEAD
         assert set(inspect(engine).get_view_names()) == views_0005 | NEW_VIEWS | ROLLUP_VIEWS
         assert query(engine, "SELECT * FROM pr_metrics") == []
@@ -454,7 +454,7 @@ def both(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
                    db.create_engine_for(pg_url))
         try:
             for eng in engines:
-                db.upgrade(eng)
+                migrate.upgrade(eng)
             yield engines
         finally:
             for eng in engines:

@@ -142,7 +142,13 @@ def backfill(
         size = config.windows.size
         try:
             start = bf.parse_when(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
+        try:
             end = bf.parse_when(until) if until else now
+        except ValueError as exc:
+            raise ConfigError(f"--until: {exc}") from None
+        try:
             span, clamped = bf.Range.up_to_now(start, end, size, now)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

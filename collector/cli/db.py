@@ -21,6 +21,7 @@ def db() -> None:
 def db_upgrade(obj: Context, revision: str) -> None:
     """Create or upgrade the schema to the newest migration."""
     from collector import db as dbmod
+    from collector import migrate
     from collector.assembly import open_engine
 
     with errors_to_exit_codes():
@@ -28,7 +29,7 @@ def db_upgrade(obj: Context, revision: str) -> None:
         try:
             dbmod.require_writable(engine)
             before = dbmod.current_revision(engine)
-            dbmod.upgrade(engine, revision)
+            migrate.upgrade(engine, revision)
             after = dbmod.current_revision(engine)
         finally:
             engine.dispose()
@@ -45,21 +46,29 @@ def db_upgrade(obj: Context, revision: str) -> None:
 )
 @pass_context
 def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
-    """Downgrade the schema to REVISION ("base" removes everything). Asks first, or --yes."""
+    """Downgrade the schema to REVISION ("base" removes everything). Asks first, or --yes,
+    when the downgrade drops data."""
     from collector import db as dbmod
+    from collector import migrate
     from collector.assembly import open_engine
 
     with errors_to_exit_codes():
         engine = open_engine(obj.config())
         try:
-            current = dbmod.current_revision(engine)
+            dbmod.require_writable(engine)
+            plan = migrate.plan_downgrade(engine, revision)
+            current = plan.current
+            if not plan.undone:
+                click.echo(f"database already at revision {current or 'base'}: nothing to "
+                           "downgrade")
+                return
             where = engine.url.render_as_string(hide_password=True)
             loses = (
                 "drops every table of the collector and all the data in them"
                 if revision == "base"
                 else "drops tables or columns, and the data in them"
             )
-            if current is not None and not yes:
+            if plan.deletes_data and not yes:
                 if not sys.stdin.isatty():
                     raise ConfigError(
                         f"downgrading {where} from {current} to {revision} {loses}: "
@@ -71,7 +80,7 @@ def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
                 ):
                     click.echo("nothing changed", err=True)
                     sys.exit(EXIT_PARTIAL)
-            dbmod.downgrade(engine, revision)
+            migrate.downgrade(engine, revision)
             click.echo(f"database at revision {dbmod.current_revision(engine) or 'base'}")
         finally:
             engine.dispose()
@@ -82,6 +91,7 @@ def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
 def db_current(obj: Context) -> None:
     """Print the schema revision of the database and of this collector."""
     from collector import db as dbmod
+    from collector import migrate
     from collector.assembly import open_engine
 
     with errors_to_exit_codes():
@@ -90,7 +100,7 @@ def db_current(obj: Context) -> None:
             current = dbmod.current_revision(engine)
         finally:
             engine.dispose()
-        head = dbmod.head_revision()
+        head = migrate.head_revision()
     click.echo(f"database: {current or 'empty'}; collector: {head}")
     if current != head:
         sys.exit(EXIT_PARTIAL)

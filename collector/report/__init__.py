@@ -140,8 +140,10 @@ def report_of(config: Config, store: Store, selection: Selection, now: float) ->
 
 def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
     """The first and last UTC day of `--since` (a duration back from the end of `--until`,
-    like ``90d``, or a date) and `--until` (a date, inclusive; default today)."""
-    from collector.backfill import parse_when
+    like ``90d``, or a date) and `--until` (a date, inclusive; default today). A day before
+    the earliest date the collector accepts (`EARLIEST`), or one past the calendar's last,
+    raises `ConfigError` as a malformed one does."""
+    from collector.backfill import EARLIEST, parse_when, read_when
     from collector.windows import parse_duration
 
     today = datetime.fromtimestamp(now, UTC).date()
@@ -149,17 +151,32 @@ def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
         last = today if until is None else _day(parse_when(until))
     except ValueError as exc:
         raise ConfigError(f"--until: {exc}") from None
+    if last >= date.max:  # the day after it, where the range ends, does not exist
+        raise ConfigError(f"--until: {until} is not before {date.max}, the last day of the "
+                          "calendar: write an earlier date")
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
     try:
         seconds = parse_duration(since)
     except ValueError:
         try:
-            first = _day(parse_when(since))
+            read_when(since)
         except ValueError:
             raise ConfigError(
                 f"--since: {since!r} is neither a duration (90d) nor a date (2026-01-31)"
             ) from None
+        try:
+            first = _day(parse_when(since))
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
     else:
-        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        # compared in seconds: a duration such as 99999999d is past what timedelta holds
+        if seconds > (end - EARLIEST).total_seconds():
+            raise ConfigError(
+                f"--since {since} reaches back before {EARLIEST:%Y-%m-%d}, the earliest date "
+                f"the collector accepts: write a shorter duration (at most "
+                f"{(end - EARLIEST).days}d back from {last}) or a date from "
+                f"{EARLIEST:%Y-%m-%d} on"
+            )
         first = (end - timedelta(seconds=seconds)).date()
     if first > last:
         raise ConfigError(f"--since {since} comes after --until {last}")
@@ -167,4 +184,9 @@ def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
 
 
 def _day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, UTC).date()
+    """The UTC day of `ts`; `date.max` for a moment past it (a date in year 9999 west of
+    UTC falls in year 10000)."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).date()
+    except (OverflowError, ValueError, OSError):
+        return date.max
