@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 
-from collector.schema import Base
+from collector.schema import METADATA
 
 END = datetime(2026, 11, 20, tzinfo=UTC)  # the fill ends here: "now" of every query
 HOUR = 3600
@@ -161,7 +161,7 @@ class Data:
 
 
 def columns(table: str) -> list[str]:
-    return [c.name for c in Base.metadata.tables[table].columns]
+    return [c.name for c in METADATA.tables[table].columns]
 
 
 # -- filling -----------------------------------------------------------------------------------
@@ -231,6 +231,6 @@ def vacuum(engine: Any, command: str) -> None:
     its revision has), as autovacuum leaves a table that has taken a year of inserts."""
     present = set(inspect(engine).get_table_names())
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in Base.metadata.tables:
+        for table in METADATA.tables:
             if table in present:
                 conn.execute(text(f"{command} {table}"))

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select
 
+from collector.schema import LEDGER
 from collector.targets import Target
 from collector.windows import to_datetime
-from collector.writer import LEDGER
 
 
 def due_clause(*, now: float, cutoff: float, interval: int) -> ColumnElement[bool]:

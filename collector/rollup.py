@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 
 from collector.outcomes import Collected
-from collector.schema import Base, sqlite_timestamp
+from collector.schema import METADATA, sqlite_timestamp
 from collector.sources import SOURCES, Rollup, Source
 from collector.windows import DAY, floor_to, to_datetime
 
@@ -85,10 +85,10 @@ class Rollups:
     # -- statements ------------------------------------------------------------------------
 
     def columns(self, source: Source, rollup: Rollup) -> tuple[str, ...]:
-        """The rollup table's columns, in the order of its model (checked)."""
+        """The rollup table's columns, in the order of its table (checked)."""
         coverage = tuple(name for name, _ in COVERAGE) if rollup.of == source.table else ()
         names = (*KEY, *rollup.by, *rollup.sums, *(n for n, _ in rollup.computed), *coverage)
-        table: Table = Base.metadata.tables[rollup.table]
+        table: Table = METADATA.tables[rollup.table]
         if tuple(c.name for c in table.columns) != names:
             raise RuntimeError(f"the rollup of {rollup.table} no longer matches its columns")
         return names

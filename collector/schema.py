@@ -1,4 +1,6 @@
-"""The tables, as typed SQLAlchemy models. Migrations in `collector/migrations/` create them.
+"""The tables, as SQLAlchemy Core `Table`s of one `METADATA` (not ORM models: importing
+`sqlalchemy.orm` would cost every command memory and start-up). Migrations in
+`collector/migrations/` create them.
 
 Users read the views (created by the migrations, documented in docs/sql.md), not these
 tables.
@@ -7,7 +9,7 @@ tables.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     Dialect,
@@ -24,11 +27,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 NAMING_CONVENTION = {
@@ -110,8 +113,33 @@ class _Untyped(UserDefinedType[str]):
 UTCDay = Date().with_variant(_Untyped(), "sqlite")
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+#: Every table below, and the names its constraints and indexes get (Alembic's env and the
+#: drift check in tests/test_migrations.py compare a migrated database against it).
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _col(name: str, type_: Any, *, nullable: bool = False, **kw: Any) -> Column[Any]:
+    """A column, ``NOT NULL`` unless `nullable` says otherwise."""
+    return Column(name, type_, nullable=nullable, **kw)
+
+
+def _window_key() -> tuple[Column[Any], ...]:
+    """The key of a window row, first: org, segment, start of the window."""
+    return (
+        _col("org_id", String(128), primary_key=True),
+        _col("segment", String(128), primary_key=True),
+        _col("window_start", UTCDateTime, primary_key=True),
+    )
+
+
+def _window_span() -> tuple[Column[Any], ...]:
+    """After the key of a response's row: where its window ends, and its length."""
+    return _col("window_end", UTCDateTime), _col("window_seconds", Integer)
+
+
+def _fetched() -> tuple[Column[Any], ...]:
+    """Last in a response's row: when it was fetched, and the body as the API sent it."""
+    return _col("fetched_at", UTCDateTime), _col("raw_body", RawJSON)
 
 
 def _range_index() -> Index:
@@ -120,94 +148,84 @@ def _range_index() -> Index:
     return Index(None, "segment", "window_start")
 
 
-class MetricWindow(Base):
-    """One response of the API: an org (or segment) over one window."""
-
-    __tablename__ = "metric_windows"
-    __table_args__ = (_range_index(),)
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_seconds: Mapped[int] = mapped_column(Integer)
-    sessions_created_count: Mapped[int] = mapped_column(Integer)
-    sessions_created_with_playbook_count: Mapped[int] = mapped_column(Integer)
-    sessions_created_with_search_count: Mapped[int] = mapped_column(Integer)
-    sessions_with_merged_prs_count: Mapped[int] = mapped_column(Integer)
-    avg_acus_per_session: Mapped[float] = mapped_column(Float)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+#: One response of the API: an org (or segment) over one window.
+METRIC_WINDOWS = Table(
+    "metric_windows",
+    METADATA,
+    *_window_key(),
+    *_window_span(),
+    _col("sessions_created_count", Integer),
+    _col("sessions_created_with_playbook_count", Integer),
+    _col("sessions_created_with_search_count", Integer),
+    _col("sessions_with_merged_prs_count", Integer),
+    _col("avg_acus_per_session", Float),
+    *_fetched(),
+    _range_index(),
+)
 
 
 def _window_fk() -> ForeignKeyConstraint:
     """Bucket rows belong to their window and go when it goes."""
+    w = METRIC_WINDOWS.c
     return ForeignKeyConstraint(
         ["org_id", "segment", "window_start"],
-        [MetricWindow.org_id, MetricWindow.segment, MetricWindow.window_start],
+        [w.org_id, w.segment, w.window_start],
         ondelete="CASCADE",
     )
 
 
-class MetricWindowOrigin(Base):
-    """Sessions created in a window, by origin (one row per origin key the API sent)."""
+#: Sessions created in a window, by origin (one row per origin key the API sent).
+METRIC_WINDOW_ORIGINS = Table(
+    "metric_window_origins",
+    METADATA,
+    *_window_key(),
+    _col("origin", String(64), primary_key=True),
+    _col("sessions_created_count", Integer),
+    _window_fk(),
+    _range_index(),
+)
 
-    __tablename__ = "metric_window_origins"
-    __table_args__ = (_window_fk(), _range_index())
+#: Sessions created, and with merged PRs, in a window, by size.
+METRIC_WINDOW_SIZES = Table(
+    "metric_window_sizes",
+    METADATA,
+    *_window_key(),
+    _col("size", String(32), primary_key=True),
+    _col("sessions_created_count", Integer),
+    _col("sessions_with_merged_prs_count", Integer),
+    _window_fk(),
+    _range_index(),
+)
 
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    origin: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sessions_created_count: Mapped[int] = mapped_column(Integer)
+#: What is known about collecting one (source, org, segment, window): the source of truth
+#: of what is done.
+LEDGER = Table(
+    "collection_ledger",
+    METADATA,
+    _col("source", String(32), primary_key=True),
+    *_window_key(),
+    _col("window_end", UTCDateTime),
+    _col("first_fetched_at", UTCDateTime, nullable=True),
+    _col("last_fetched_at", UTCDateTime, nullable=True),
+    _col("fetch_count", Integer, default=0),
+    _col("failure_count", Integer, default=0),
+    _col("last_error", Text, nullable=True),
+    _col("last_error_at", UTCDateTime, nullable=True),
+    _col("next_due_at", UTCDateTime, nullable=True),
+    _col("settled", Boolean, default=False),
+    # The daemon fetching this window now, and until when its claim holds; see `Store.claim`.
+    _col("lease_owner", String(128), nullable=True),
+    _col("lease_expires_at", UTCDateTime, nullable=True),
+    Index(None, "settled", "next_due_at"),
+)
 
-
-class MetricWindowSize(Base):
-    """Sessions created, and with merged PRs, in a window, by size."""
-
-    __tablename__ = "metric_window_sizes"
-    __table_args__ = (_window_fk(), _range_index())
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    size: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sessions_created_count: Mapped[int] = mapped_column(Integer)
-    sessions_with_merged_prs_count: Mapped[int] = mapped_column(Integer)
-
-
-class LedgerEntry(Base):
-    """What is known about collecting one (source, org, segment, window): the source of
-    truth of what is done."""
-
-    __tablename__ = "collection_ledger"
-    __table_args__ = (Index(None, "settled", "next_due_at"),)
-
-    source: Mapped[str] = mapped_column(String(32), primary_key=True)
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    first_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    fetch_count: Mapped[int] = mapped_column(Integer, default=0)
-    failure_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    settled: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: The daemon fetching this window now, and until when its claim holds; see `Store.claim`.
-    lease_owner: Mapped[str | None] = mapped_column(String(128))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class Setting(Base):
-    """What the database must remember across configurations (``window_seconds``)."""
-
-    __tablename__ = "collector_settings"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+#: What the database must remember across configurations (``window_seconds``).
+SETTINGS = Table(
+    "collector_settings",
+    METADATA,
+    _col("key", String(64), primary_key=True),
+    _col("value", Text),
+)
 
 
 def _org_time_index() -> Index:
@@ -215,193 +233,150 @@ def _org_time_index() -> Index:
     return Index(None, "org_id", "window_start")
 
 
-class PrWindow(Base):
-    """PRs Devin authored, by state as of the fetch: one row per org (or segment) and window,
-    like `MetricWindow`."""
+#: PRs Devin authored, by state as of the fetch: one row per org (or segment) and window,
+#: like `METRIC_WINDOWS`.
+PR_WINDOWS = Table(
+    "pr_windows",
+    METADATA,
+    *_window_key(),
+    *_window_span(),
+    _col("prs_created_count", Integer),
+    _col("prs_opened_count", Integer),
+    _col("prs_closed_count", Integer),
+    _col("prs_merged_count", Integer),
+    *_fetched(),
+    _range_index(),
+)
 
-    __tablename__ = "pr_windows"
-    __table_args__ = (_range_index(),)
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_seconds: Mapped[int] = mapped_column(Integer)
-    prs_created_count: Mapped[int] = mapped_column(Integer)
-    prs_opened_count: Mapped[int] = mapped_column(Integer)
-    prs_closed_count: Mapped[int] = mapped_column(Integer)
-    prs_merged_count: Mapped[int] = mapped_column(Integer)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
-
-
-class SearchWindow(Base):
-    """Searches created in a window; `segment` is always ``'all'`` (no user filters)."""
-
-    __tablename__ = "search_windows"
-    __table_args__ = (_range_index(),)
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_seconds: Mapped[int] = mapped_column(Integer)
-    searches_created_count: Mapped[int] = mapped_column(Integer)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
+#: Searches created in a window; `segment` is always ``'all'`` (no user filters).
+SEARCH_WINDOWS = Table(
+    "search_windows",
+    METADATA,
+    *_window_key(),
+    *_window_span(),
+    _col("searches_created_count", Integer),
+    *_fetched(),
+    _range_index(),
+)
 
 
-class _ActiveUsersBucket:
+def _active_users(name: str) -> Table:
     """Distinct active users in one calendar bucket (``[window_start, window_end)``) under
     one definition: `segment` holds its label (``'min_sessions=1,min_searches=1'``), so
     buckets of different thresholds never collide."""
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_seconds: Mapped[int] = mapped_column(Integer)
-    min_sessions: Mapped[int] = mapped_column(Integer)
-    min_searches: Mapped[int] = mapped_column(Integer)
-    active_users: Mapped[int] = mapped_column(Integer)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
-
-
-class ActiveUsersDaily(_ActiveUsersBucket, Base):
-    """Daily active users: one row per org, definition and UTC day."""
-
-    __tablename__ = "active_users_daily"
-    __table_args__ = (_org_time_index(),)
+    return Table(
+        name,
+        METADATA,
+        *_window_key(),
+        *_window_span(),
+        _col("min_sessions", Integer),
+        _col("min_searches", Integer),
+        _col("active_users", Integer),
+        *_fetched(),
+        _org_time_index(),
+    )
 
 
-class ActiveUsersWeekly(_ActiveUsersBucket, Base):
-    """Weekly active users: one row per org, definition and UTC week (Monday to Monday)."""
+#: Daily active users: one row per org, definition and UTC day.
+ACTIVE_USERS_DAILY = _active_users("active_users_daily")
+#: Weekly active users: one row per org, definition and UTC week (Monday to Monday).
+ACTIVE_USERS_WEEKLY = _active_users("active_users_weekly")
+#: Monthly active users: one row per org, definition and UTC calendar month.
+ACTIVE_USERS_MONTHLY = _active_users("active_users_monthly")
 
-    __tablename__ = "active_users_weekly"
-    __table_args__ = (_org_time_index(),)
+#: ACUs billed for one billing day: `window_start` is its start (08:00 UTC, midnight in
+#: PST), `billing_date` its calendar date in PST; `segment` is always ``'all'``.
+ACU_CONSUMPTION_DAYS = Table(
+    "acu_consumption_days",
+    METADATA,
+    *_window_key(),
+    *_window_span(),
+    _col("billing_date", String(10)),
+    _col("acus", Float),
+    _col("acus_devin", Float),
+    _col("acus_cascade", Float),
+    _col("acus_terminal", Float),
+    _col("acus_review", Float, nullable=True),
+    *_fetched(),
+    Index(None, "org_id", "billing_date"),
+)
 
-
-class ActiveUsersMonthly(_ActiveUsersBucket, Base):
-    """Monthly active users: one row per org, definition and UTC calendar month."""
-
-    __tablename__ = "active_users_monthly"
-    __table_args__ = (_org_time_index(),)
-
-
-class AcuConsumptionDay(Base):
-    """ACUs billed for one billing day: `window_start` is its start (08:00 UTC, midnight in
-    PST), `billing_date` its calendar date in PST; `segment` is always ``'all'``."""
-
-    __tablename__ = "acu_consumption_days"
-    __table_args__ = (Index(None, "org_id", "billing_date"),)
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_seconds: Mapped[int] = mapped_column(Integer)
-    billing_date: Mapped[str] = mapped_column(String(10))
-    acus: Mapped[float] = mapped_column(Float)
-    acus_devin: Mapped[float] = mapped_column(Float)
-    acus_cascade: Mapped[float] = mapped_column(Float)
-    acus_terminal: Mapped[float] = mapped_column(Float)
-    acus_review: Mapped[float | None] = mapped_column(Float)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw_body: Mapped[dict[str, Any]] = mapped_column(RawJSON)
-
-
-class Organization(Base):
-    """An organization the collector knows: named in the configuration, or discovered from
-    the API; `removed_at` is set once it is no longer there."""
-
-    __tablename__ = "organizations"
-
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(256))
-    origin: Mapped[str] = mapped_column(String(16))
-    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+#: An organization the collector knows: named in the configuration, or discovered from the
+#: API; `removed_at` is set once it is no longer there.
+ORGANIZATIONS = Table(
+    "organizations",
+    METADATA,
+    _col("org_id", String(128), primary_key=True),
+    _col("name", String(256), nullable=True),
+    _col("origin", String(16)),
+    _col("first_seen_at", UTCDateTime),
+    _col("last_seen_at", UTCDateTime),
+    _col("removed_at", UTCDateTime, nullable=True),
+)
 
 
 # -- daily rollups (migration 0008): kept by the writer, read by the daily views --------------
 
 
-def _day_index() -> Index:
-    """A range of days across orgs, for one segment."""
-    return Index(None, "segment", "day")
+def _rollup(name: str, *columns: Column[Any], coverage: bool = True) -> Table:
+    """A rollup table: its key first (org, segment as in the windows, UTC day), then
+    `columns`, then what the day's windows cover (`collector.rollup.COVERAGE`) unless
+    `coverage` is false; indexed for a range of days across orgs, for one segment."""
+    covered = (
+        _col("windows_collected", BigInteger),
+        _col("windows_expected", Integer),
+        _col("complete", Boolean),
+        _col("fetched_at", UTCDateTime),
+    )
+    return Table(
+        name,
+        METADATA,
+        _col("org_id", String(128), primary_key=True),
+        _col("segment", String(128), primary_key=True),
+        _col("day", UTCDay, primary_key=True),
+        *columns,
+        *(covered if coverage else ()),
+        Index(None, "segment", "day"),
+    )
 
 
-class _DayKey:
-    """The key of a rollup row, first: org, segment (as in the windows), UTC day."""
+#: Sessions of one org (or segment) and UTC day: `metric_windows` summed; `acus` is the
+#: unrounded sum of each window's average times its sessions.
+METRIC_DAYS = _rollup(
+    "metric_days",
+    _col("sessions_created_count", BigInteger),
+    _col("sessions_created_with_playbook_count", BigInteger),
+    _col("sessions_created_with_search_count", BigInteger),
+    _col("sessions_with_merged_prs_count", BigInteger),
+    _col("acus", Float),
+)
 
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True, sort_order=-1)
-    segment: Mapped[str] = mapped_column(String(128), primary_key=True, sort_order=-1)
-    day: Mapped[date | str] = mapped_column(UTCDay, primary_key=True, sort_order=-1)
+#: Sessions of one org (or segment) and UTC day by origin: `metric_window_origins` summed.
+METRIC_DAY_ORIGINS = _rollup(
+    "metric_day_origins",
+    _col("origin", String(64), primary_key=True),
+    _col("sessions_created_count", BigInteger),
+    coverage=False,
+)
 
+#: Sessions, and with merged PRs, of one org (or segment) and UTC day by size:
+#: `metric_window_sizes` summed.
+METRIC_DAY_SIZES = _rollup(
+    "metric_day_sizes",
+    _col("size", String(32), primary_key=True),
+    _col("sessions_created_count", BigInteger),
+    _col("sessions_with_merged_prs_count", BigInteger),
+    coverage=False,
+)
 
-class _Coverage:
-    """What the day's windows cover (`collector.rollup.COVERAGE`), last."""
+#: PRs of one org (or segment) and UTC day: `pr_windows` summed.
+PR_DAYS = _rollup(
+    "pr_days",
+    _col("prs_created_count", BigInteger),
+    _col("prs_opened_count", BigInteger),
+    _col("prs_closed_count", BigInteger),
+    _col("prs_merged_count", BigInteger),
+)
 
-    windows_collected: Mapped[int] = mapped_column(BigInteger, sort_order=1)
-    windows_expected: Mapped[int] = mapped_column(Integer, sort_order=1)
-    complete: Mapped[bool] = mapped_column(Boolean, sort_order=1)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=1)
-
-
-class MetricDay(_DayKey, _Coverage, Base):
-    """Sessions of one org (or segment) and UTC day: `metric_windows` summed; `acus` is the
-    unrounded sum of each window's average times its sessions."""
-
-    __tablename__ = "metric_days"
-    __table_args__ = (_day_index(),)
-
-    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
-    sessions_created_with_playbook_count: Mapped[int] = mapped_column(BigInteger)
-    sessions_created_with_search_count: Mapped[int] = mapped_column(BigInteger)
-    sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
-    acus: Mapped[float] = mapped_column(Float)
-
-class MetricDayOrigin(_DayKey, Base):
-    """Sessions of one org (or segment) and UTC day by origin: `metric_window_origins`
-    summed."""
-
-    __tablename__ = "metric_day_origins"
-    __table_args__ = (_day_index(),)
-
-    origin: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
-
-
-class MetricDaySize(_DayKey, Base):
-    """Sessions, and with merged PRs, of one org (or segment) and UTC day by size:
-    `metric_window_sizes` summed."""
-
-    __tablename__ = "metric_day_sizes"
-    __table_args__ = (_day_index(),)
-
-    size: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sessions_created_count: Mapped[int] = mapped_column(BigInteger)
-    sessions_with_merged_prs_count: Mapped[int] = mapped_column(BigInteger)
-
-
-class PrDay(_DayKey, _Coverage, Base):
-    """PRs of one org (or segment) and UTC day: `pr_windows` summed."""
-
-    __tablename__ = "pr_days"
-    __table_args__ = (_day_index(),)
-
-    prs_created_count: Mapped[int] = mapped_column(BigInteger)
-    prs_opened_count: Mapped[int] = mapped_column(BigInteger)
-    prs_closed_count: Mapped[int] = mapped_column(BigInteger)
-    prs_merged_count: Mapped[int] = mapped_column(BigInteger)
-
-
-class SearchDay(_DayKey, _Coverage, Base):
-    """Searches of one org and UTC day: `search_windows` summed."""
-
-    __tablename__ = "search_days"
-    __table_args__ = (_day_index(),)
-
-    searches_created_count: Mapped[int] = mapped_column(BigInteger)
+#: Searches of one org and UTC day: `search_windows` summed.
+SEARCH_DAYS = _rollup("search_days", _col("searches_created_count", BigInteger))

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
-    Table,
     and_,
     bindparam,
     not_,
@@ -36,15 +35,13 @@ from collector.ledger import due_clause, free_clause, newest_failing, of, status
 from collector.outcomes import Collected, Failed, Outcome
 from collector.planner import Due
 from collector.rollup import Rollups
-from collector.schema import Organization, Setting
+from collector.schema import LEDGER, METRIC_WINDOWS, ORGANIZATIONS, SETTINGS
 from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
-from collector.writer import LEDGER, WINDOWS, Writer
+from collector.writer import Writer
 
 __all__ = ["LEDGER", "Store"]
 
-SETTINGS: Table = Setting.__table__  # type: ignore[assignment]
-ORGS: Table = Organization.__table__  # type: ignore[assignment]
 WINDOW_SECONDS = "window_seconds"
 RATE_PREFIX = "learned_rate:"
 
@@ -268,7 +265,7 @@ class Store:
     def _stored_window_size(conn: Connection, size: int) -> int | None:
         """The recorded window size; else the size of any stored window that is not `size`
         (a database from before the size was recorded); else None."""
-        s, w, c = SETTINGS.c, WINDOWS.c, LEDGER.c
+        s, w, c = SETTINGS.c, METRIC_WINDOWS.c, LEDGER.c
         value = conn.execute(select(s.value).where(s.key == WINDOW_SECONDS)).scalar()
         if value is not None:
             return int(value)
@@ -302,7 +299,7 @@ class Store:
         """Keep the `organizations` table in step: each of `orgs` (id, name) is present and
         seen now, found by `origin` (``config`` or ``discovered``); an org of that origin
         no longer among them is removed (its data stays)."""
-        o = ORGS.c
+        o = ORGANIZATIONS.c
         at = to_datetime(int(now))
         ids = [org_id for org_id, _ in orgs]
         try:
@@ -314,11 +311,11 @@ class Store:
                              " :at, NULL) ON CONFLICT (org_id) DO UPDATE SET"
                              " name = excluded.name, origin = excluded.origin,"
                              " last_seen_at = excluded.last_seen_at, removed_at = NULL")
-                        .bindparams(bindparam("at", type_=ORGS.c.first_seen_at.type)),
+                        .bindparams(bindparam("at", type_=ORGANIZATIONS.c.first_seen_at.type)),
                         {"id": org_id, "name": name, "origin": origin, "at": at},
                     )
                 conn.execute(
-                    update(ORGS)
+                    update(ORGANIZATIONS)
                     .where(o.origin == origin, o.removed_at.is_(None), o.org_id.not_in(ids))
                     .values(removed_at=at)
                 )
@@ -328,10 +325,10 @@ class Store:
 
     def organizations(self) -> list[Row[Any]]:
         """The `organizations` table: org_id, name, origin, first/last seen, removed_at."""
-        o = ORGS.c
+        o = ORGANIZATIONS.c
         try:
             with reading(self.engine) as conn:
-                return list(conn.execute(select(ORGS).order_by(o.org_id)))
+                return list(conn.execute(select(ORGANIZATIONS).order_by(o.org_id)))
         except SQLAlchemyError as exc:
             raise StorageError(f"could not read the organizations: {describe_error(exc)}") from None
 

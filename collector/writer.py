@@ -20,13 +20,11 @@ from typing import Any
 from sqlalchemy import Table
 
 from collector.outcomes import Collected, Failed
-from collector.schema import Base, LedgerEntry, MetricWindow, sqlite_timestamp
+from collector.schema import LEDGER, METADATA, sqlite_timestamp
 from collector.sources import Source
 from collector.targets import Target
 from collector.windows import Window, to_datetime
 
-WINDOWS: Table = MetricWindow.__table__  # type: ignore[assignment]
-LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 KEY = ("org_id", "segment", "window_start")
 LEDGER_KEY = ("source", *KEY)
 
@@ -245,7 +243,7 @@ class Writer:
 
 
 def _table(name: str) -> Table:
-    return Base.metadata.tables[name]
+    return METADATA.tables[name]
 
 
 def _check(table: Table, names: tuple[str, ...]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from click.testing import Result
 from sqlalchemy import Engine, create_engine, event, insert, text
 
-from collector.schema import LedgerEntry
+from collector.schema import LEDGER
 from collector.sim import Fault, Simulator
 from collector.status import target_status
 from collector.store import Store
@@ -196,7 +196,7 @@ def test_failing_windows_are_the_newest_few_per_target(engine: Engine) -> None:
     # an org no longer configured: its rows are ranked too, but never shown
     rows += [ledger_row(Target("org-gone"), T0 + i * HOUR, error="gone") for i in range(50)]
     with engine.begin() as conn:
-        conn.execute(insert(LedgerEntry), rows)
+        conn.execute(insert(LEDGER), rows)
 
     statements: list[tuple[str, Any]] = []
 

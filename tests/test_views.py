@@ -15,11 +15,11 @@ from sqlalchemy import Engine, insert, inspect, text
 from collector import db, migrate
 from collector.rollup import Rollups
 from collector.schema import (
-    AcuConsumptionDay,
-    LedgerEntry,
-    MetricWindow,
-    MetricWindowOrigin,
-    MetricWindowSize,
+    ACU_CONSUMPTION_DAYS,
+    LEDGER,
+    METRIC_WINDOW_ORIGINS,
+    METRIC_WINDOW_SIZES,
+    METRIC_WINDOWS,
 )
 from tests.helpers import ROOT, T0, postgres_schema, postgres_url
 
@@ -52,7 +52,7 @@ def fill(engine: Engine) -> None:
             "raw_body": {},
         })
     with engine.begin() as conn:
-        conn.execute(insert(MetricWindow), rows)
+        conn.execute(insert(METRIC_WINDOWS), rows)
         Rollups(engine.dialect.name).rebuild(conn)  # as the writer keeps them
 
 
@@ -181,9 +181,9 @@ def fill_recent(engine: Engine) -> None:
                       {**key, "size": "m", "sessions_created_count": 2,
                        "sessions_with_merged_prs_count": count // 3}]
     with engine.begin() as conn:
-        conn.execute(insert(MetricWindow), windows)
-        conn.execute(insert(MetricWindowOrigin), origins)
-        conn.execute(insert(MetricWindowSize), sizes)
+        conn.execute(insert(METRIC_WINDOWS), windows)
+        conn.execute(insert(METRIC_WINDOW_ORIGINS), origins)
+        conn.execute(insert(METRIC_WINDOW_SIZES), sizes)
         Rollups(engine.dialect.name).rebuild(conn)  # as the writer keeps them
 
 
@@ -226,9 +226,9 @@ def fill_sums(engine: Engine) -> None:
             "window_end": datetime.fromtimestamp(start + day, UTC), "settled": True,
         })
     with engine.begin() as conn:
-        conn.execute(insert(MetricWindow), windows)
-        conn.execute(insert(AcuConsumptionDay), billed)
-        conn.execute(insert(LedgerEntry), settled)
+        conn.execute(insert(METRIC_WINDOWS), windows)
+        conn.execute(insert(ACU_CONSUMPTION_DAYS), billed)
+        conn.execute(insert(LEDGER), settled)
         Rollups(engine.dialect.name).rebuild(conn)
 
 

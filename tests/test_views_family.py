@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, inspect, text
 
 from collector import db, migrate
 from collector.rollup import Rollups
-from collector.schema import Base, LedgerEntry, MetricWindow
+from collector.schema import LEDGER, METADATA, METRIC_WINDOWS
 from tests.helpers import postgres_schema, postgres_url
 from tests.test_views import doc_queries
 
@@ -52,7 +52,7 @@ def at(text_: str) -> datetime:
 def put(conn: Connection, table: str, *values: tuple[Any, ...]) -> None:
     """Rows inserted positionally (``INSERT INTO t VALUES (...)``), as the writer does, each
     value bound with its column's type."""
-    columns = list(Base.metadata.tables[table].columns)
+    columns = list(METADATA.tables[table].columns)
     statement = text(
         f"INSERT INTO {table} VALUES ({', '.join(f':c{i}' for i in range(len(columns)))})"
     ).bindparams(*(bindparam(f"c{i}", type_=c.type) for i, c in enumerate(columns)))
@@ -74,7 +74,7 @@ def rolled_up(conn: Connection) -> None:
 
 def ledger(conn: Connection, source: str, org: str, segment: str, start: datetime,
            end: datetime, *, settled: bool) -> None:
-    conn.execute(insert(LedgerEntry), [{
+    conn.execute(insert(LEDGER), [{
         "source": source, "org_id": org, "segment": segment, "window_start": start,
         "window_end": end, "fetch_count": 1, "failure_count": 0, "settled": settled,
     }])
@@ -82,7 +82,7 @@ def ledger(conn: Connection, source: str, org: str, segment: str, start: datetim
 
 def session_window(conn: Connection, org: str, segment: str, start: datetime, count: int,
                    avg: float) -> None:
-    conn.execute(insert(MetricWindow), [{
+    conn.execute(insert(METRIC_WINDOWS), [{
         "org_id": org, "segment": segment, "window_start": start,
         "window_end": start + timedelta(seconds=SIX_HOURS), "window_seconds": SIX_HOURS,
         "sessions_created_count": count, "sessions_created_with_playbook_count": 0,

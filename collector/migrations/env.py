@@ -6,10 +6,10 @@ from alembic import context
 from sqlalchemy import Connection
 
 from collector.db import create_engine_for
-from collector.schema import Base
+from collector.schema import METADATA
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = METADATA
 
 
 def _configure(connection: Connection) -> None:
