@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import sqlite3
 import ssl
 import subprocess
@@ -246,6 +247,21 @@ def collector_process(folder: Path, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "collector", "--config", str(folder / "collector.toml"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
+
+
+def run_daemon_until(
+    folder: Path, condition: Callable[[], object], *args: str, timeout: float = 30.0
+) -> tuple[int, str]:
+    """`collector [args] run` on `folder`/collector.toml until `condition` holds, then
+    SIGTERM: its exit code and stderr."""
+    proc = collector_process(folder, *args, "run")
+    try:
+        wait_for(condition, timeout=timeout)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    return proc.returncode, stderr
 
 
 def upgrade_folder(folder: Path) -> None:

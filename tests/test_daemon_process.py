@@ -18,6 +18,7 @@ from tests.helpers import (
     TOKEN,
     collector_process,
     daemon_config_file,
+    run_daemon_until,
     upgrade_folder,
     wait_for,
 )
@@ -78,15 +79,11 @@ def test_runs_repeat_on_the_interval_with_one_log_line_per_org(
     with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
         daemon_config_file(tmp_path, sim.base_url)
         upgrade_folder(tmp_path)
-        proc = collector_process(tmp_path, "--log-format", "json", "run")
-        try:
-            # the first run catches up 3h of 5-minute windows; later runs fetch the open one
-            wait_for(lambda: sim.count(org_id="org-alpha", status=200) >= 37 + 2)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-    assert proc.returncode == 0, stderr
+        # the first run catches up 3h of 5-minute windows; later runs fetch the open one
+        code, stderr = run_daemon_until(
+            tmp_path, lambda: sim.count(org_id="org-alpha", status=200) >= 37 + 2,
+            "--log-format", "json")
+    assert code == 0, stderr
     events = [json.loads(line) for line in stderr.splitlines()]
     # each run is one event whose counts are fields, not words inside the message
     runs = [e for e in events if e["event"] == "run" and e.get("org") == "org-alpha"]
@@ -121,14 +118,10 @@ def test_a_backlog_beyond_the_rate_limit_is_deferred_not_failed(tmp_path: Path) 
         config.write_text(config.read_text().replace("rate_limit = 100", "rate_limit = 20")
                           .replace('jitter = "0s"\n', ""))
         upgrade_folder(tmp_path)
-        proc = collector_process(tmp_path, "--log-format", "json", "run")
-        try:
-            wait_for(lambda: sim.count(status=200) >= 2 * 37 + 2, timeout=60)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-    assert proc.returncode == 0, stderr
+        code, stderr = run_daemon_until(
+            tmp_path, lambda: sim.count(status=200) >= 2 * 37 + 2, "--log-format", "json",
+            timeout=60)
+    assert code == 0, stderr
     events = [json.loads(line) for line in stderr.splitlines()]
     runs = [e for e in events if e["event"] == "run"]
     assert sum(e["deferred"] for e in runs) > 0

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from collector.cli import main
 from collector.logs import configure_logging, register_secrets, reset_logging
 from collector.sim import Simulator, TokenGrant
 from collector.windows import due_now
-from tests.helpers import TOKEN, collector_process, daemon_config_file, upgrade_folder, wait_for
+from tests.helpers import TOKEN, daemon_config_file, run_daemon_until, upgrade_folder
 
 SECRET = "cog_log_secret_5b7d31"
 log = logging.getLogger("collector.daemon")
@@ -105,15 +104,21 @@ def test_reset_logging_restores_the_root_logger() -> None:
     assert list(root.handlers) == before[0]
 
 
+def one_org_config(folder: Path, base_url: str, extra: str = "") -> Path:
+    """`folder`/c.toml: org-alpha's sessions in hourly windows, one request at a time."""
+    config = folder / "c.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{folder / "c.db"}"\n'
+        f'[api]\nbase_url = "{base_url}"\nconcurrency = 1\n'
+        f'[windows]\nsize = "1h"\n{extra}[sources]\nenabled = ["sessions"]\n'
+        '[[orgs]]\nid = "org-alpha"\n'
+    )
+    return config
+
+
 def test_collect_logs_json_with_fields_as_keys(tmp_path: Path) -> None:
     with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
-            f'[api]\nbase_url = "{sim.base_url}"\nconcurrency = 1\n'
-            '[windows]\nsize = "1h"\n[sources]\nenabled = ["sessions"]\n'
-            '[[orgs]]\nid = "org-alpha"\n'
-        )
+        config = one_org_config(tmp_path, sim.base_url)
         run = CliRunner()
         env = {"DEVIN_API_TOKEN": TOKEN}
         assert run.invoke(main, ["--config", str(config), "db", "upgrade"], env=env).exit_code == 0
@@ -134,14 +139,8 @@ def test_collect_logs_json_with_fields_as_keys(tmp_path: Path) -> None:
 def test_json_from_the_file_covers_the_warnings_of_loading_it(tmp_path: Path) -> None:
     # [logging] format = "json" and no --log-format: the load's warnings are JSON lines too
     with Simulator(orgs=("org-alpha",), tokens={TOKEN: TokenGrant(None)}) as sim:
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
-            f'[api]\nbase_url = "{sim.base_url}"\nconcurrency = 1\n'
-            '[windows]\nsize = "1h"\n[schedule]\ninterval = "2h"\n'
-            '[sources]\nenabled = ["sessions"]\n[logging]\nformat = "json"\n'
-            '[[orgs]]\nid = "org-alpha"\n'
-        )
+        config = one_org_config(
+            tmp_path, sim.base_url, '[schedule]\ninterval = "2h"\n[logging]\nformat = "json"\n')
         run = CliRunner()
         env = {"DEVIN_API_TOKEN": TOKEN}
         for args in (["db", "upgrade"], ["collect"]):
@@ -165,14 +164,9 @@ def test_the_daemon_start_line_has_its_values_as_fields(tmp_path: Path, fmt: str
     with Simulator(orgs=("org-alpha", "org-beta"), tokens={TOKEN: TokenGrant(None)}) as sim:
         daemon_config_file(tmp_path, sim.base_url)
         upgrade_folder(tmp_path)
-        proc = collector_process(tmp_path, "--log-format", fmt, "run")
-        try:
-            wait_for(lambda: sim.count(status=200) >= 1)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-    assert proc.returncode == 0, stderr
+        code, stderr = run_daemon_until(
+            tmp_path, lambda: sim.count(status=200) >= 1, "--log-format", fmt)
+    assert code == 0, stderr
     if fmt == "json":
         (start,) = [r for r in map(json.loads, stderr.splitlines())
                     if r["event"] == "collector running"]
