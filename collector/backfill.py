@@ -64,7 +64,11 @@ def parse_when(text: str) -> float:
     """A UTC date (``2026-01-31``) or an ISO datetime (naive means UTC) as Unix seconds,
     fractions kept: range ends are rounded by one rule, in `Range.bounds`. A moment
     before `EARLIEST` raises `ValueError`, as a malformed one does."""
-    moment = read_when(text)
+    return not_too_early(read_when(text), text)
+
+
+def not_too_early(moment: datetime, text: str) -> float:
+    """`moment` (as `text` wrote it) as Unix seconds; `ValueError` before `EARLIEST`."""
     if moment < EARLIEST:
         raise ValueError(
             f"{text.strip()!r} is before {EARLIEST:%Y-%m-%d} UTC, the earliest date the collector "
@@ -163,18 +167,21 @@ def plan(
     # Windows another process held when their turn came: it fetched them, or gave them
     # back unfetched (a daemon's run defers what its deadline does not reach). Ask again
     # until none is held, for as long as a claim of this backfill would hold at most.
-    deadline = clock() + min(claims.lease, patience) if claims is not None else clock()
-    while held:
+    if not held or claims is None:
+        return
+    deadline = clock() + min(claims.lease, patience)
+    while True:
         again = held.copy()
         held.clear()
         for target, windows_ in again:
             yield from chunks(target, take(target, windows_, force=False))
-        if held and clock() >= deadline:
+        if not held:
+            return
+        if clock() >= deadline:
             if on_held is not None:
                 on_held(sum(len(windows_) for _, windows_ in held))
             return
-        if held:
-            sleep(RETAKE_EVERY)
+        sleep(RETAKE_EVERY)
 
 
 def _slices(
@@ -224,21 +231,16 @@ def _take(
     process holds go to `held`, to be asked for again."""
     now = clock()
     interval = target.timing.interval
-    starts = {w.start for w in windows_}
     waiting: set[int] = set()
     if claims is not None:
-        taken = store.claim(
+        taken, waiting = store.claim_or_held(
             target, windows_, owner=claims.owner, now=now, cutoff=now,
             lease=claims.lease, interval=interval, force=force,
         )
-        if len(taken) < len(windows_):
-            waiting = starts & store.held_starts(
-                target, windows_[0].start, windows_[-1].end, owner=claims.owner, now=now
-            ) - taken
         if waiting:
             held.append((target, [w for w in windows_ if w.start in waiting]))
     else:
-        taken = starts - store.not_due_starts(
+        taken = {w.start for w in windows_} - store.not_due_starts(
             target, windows_[0].start, windows_[-1].end, now=now, cutoff=now,
             interval=interval, force=force,
         )

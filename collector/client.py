@@ -124,7 +124,11 @@ class DevinClient:
             sent_at = self._wait_for_limiter(limiter, attempt, deadline)
             try:
                 fetched = self._attempt(target, window, token, attempt)
-            except TransientApiError as exc:
+            except ApiError as exc:
+                # every request made for the window counts, the retries before this one too
+                exc.attempts = attempt
+                if not isinstance(exc, TransientApiError):
+                    raise  # not retried: 401, 403, 404, 422, a bad answer
                 retry_after = exc.retry_after
                 token_waits = False
                 if exc.status == 429:
@@ -151,7 +155,6 @@ class DevinClient:
                     limited.attempts = attempt
                     raise limited from None
                 if attempt - waited >= self._policy.max_attempts:
-                    exc.attempts = attempt
                     raise
                 delay = self._policy.delay(attempt, retry_after)
                 if token_waits and retry_after is not None:
@@ -167,14 +170,8 @@ class DevinClient:
                             "window be asked again",
                             attempts=attempt,
                         ) from None
-                    exc.attempts = attempt
                     raise
                 self._sleep(delay)
-            except ApiError as exc:
-                # not retried (401, 403, 404, 422, a bad answer): the requests made so far
-                # count, the retries before this one included
-                exc.attempts = attempt
-                raise
             else:
                 limiter.success(sent_at)
                 return fetched

@@ -232,7 +232,7 @@ def run_collection(
                 wait = max(0.0, last_flush + flush_every - time.monotonic()) if pending else None
                 outcome = outcomes.get(timeout=wait)
             except queue.Empty:
-                outcome = None
+                pass  # the wait ran out: save what is pending
             else:
                 if outcome is None:
                     running -= 1

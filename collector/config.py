@@ -356,23 +356,16 @@ def _describe(exc: ValidationError, source: str) -> str:
         for part in loc:
             key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
         message = error["msg"].removeprefix("Value error, ")
-        if token_key:
+        if token_key or (error["type"] == "extra_forbidden" and name.lower() in SECRET_KEYS):
+            # a secret: say where it belongs, never what it is
+            what, it = ("a key that looks like a token: ", "it") if token_key else ("", "this key")
             message = (
-                "a key that looks like a token: tokens are never read from this file, only "
-                "from the environment: remove it, export the token in an environment "
-                'variable and name that variable in token_env (like token_env = '
-                '"DEVIN_API_TOKEN")'
+                f"{what}tokens are never read from this file, only from the environment: "
+                f"remove {it}, export the token in an environment variable and name that "
+                'variable in token_env (like token_env = "DEVIN_API_TOKEN")'
             )
         elif error["type"] == "extra_forbidden":
-            if name.lower() in SECRET_KEYS:
-                # the value is a secret: say where it belongs, never what it is
-                message = (
-                    "tokens are never read from this file, only from the environment: "
-                    "remove this key, export the token in an environment variable and name "
-                    'that variable in token_env (like token_env = "DEVIN_API_TOKEN")'
-                )
-            else:
-                message = "unknown key (check the spelling against config.example.toml)"
+            message = "unknown key (check the spelling against config.example.toml)"
         lines.append(f"  {key or '(top level)'}: {message}")
     return "\n".join(lines)
 

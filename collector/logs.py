@@ -174,14 +174,14 @@ def held_logs() -> Iterator[list[logging.LogRecord]]:
     root = logging.getLogger()
     handlers = root.handlers
     root.handlers = [holder]
+    failed = True
     try:
         yield holder.records
-    except BaseException:
-        root.handlers = handlers
-        replay_logs(holder.records)
-        raise
+        failed = False
     finally:
         root.handlers = handlers
+        if failed:
+            replay_logs(holder.records)
 
 
 def replay_logs(records: list[logging.LogRecord]) -> None:

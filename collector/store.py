@@ -40,7 +40,7 @@ from collector.targets import Target
 from collector.windows import Window, format_duration, to_datetime, to_timestamp
 from collector.writer import Writer
 
-__all__ = ["LEDGER", "Store"]
+__all__ = ["Store"]
 
 WINDOW_SECONDS = "window_seconds"
 RATE_PREFIX = "learned_rate:"
@@ -154,6 +154,7 @@ class Store:
         force: bool = False,
     ) -> set[int]:
         """Claim `windows` for `owner` until ``now + lease``; returns the starts it got.
+        (`claim_or_held` says which of the others another process holds.)
 
         A window is claimed when its ledger row is new, or is due by `cutoff` (`due_clause`;
         with `force`, settled or not) and not claimed by anyone else (or their claim has
@@ -163,8 +164,28 @@ class Store:
         several processes asking at once exactly one gets each window. Saving the window's
         outcome ends the claim.
         """
+        return self.claim_or_held(
+            target, windows, owner=owner, now=now, cutoff=cutoff, lease=lease,
+            interval=interval, force=force,
+        )[0]
+
+    def claim_or_held(
+        self,
+        target: Target,
+        windows: Sequence[Window],
+        *,
+        owner: str,
+        now: float,
+        cutoff: float,
+        lease: float,
+        interval: int,
+        force: bool = False,
+    ) -> tuple[set[int], set[int]]:
+        """`claim`, and the starts of the rest that another process holds a live claim on
+        (it may fetch them, or give them back: a daemon's run defers what its deadline does
+        not reach), read in the same transaction."""
         if not windows:
-            return set()
+            return set(), set()
         c = LEDGER.c
         expires = to_datetime(int(now + lease))
         starts = [to_datetime(w.start) for w in windows]
@@ -183,8 +204,14 @@ class Store:
                     self._writer.ledger_new,
                     self._writer.ledger_new_rows(target, windows, now, owner, expires),
                 )
-                held = conn.execute(select(c.window_start).where(*mine, c.lease_owner == owner))
-                return {to_timestamp(start) for (start,) in held}
+                held = conn.execute(
+                    select(c.window_start, c.lease_owner).where(*mine, not_(free_clause(now)))
+                )
+                taken: set[int] = set()
+                others: set[int] = set()
+                for start, holder in held:
+                    (taken if holder == owner else others).add(to_timestamp(start))
+                return taken, others
         except SQLAlchemyError as exc:
             raise StorageError(
                 f"could not claim windows: {describe_error(exc)}; nothing was fetched for "
@@ -208,15 +235,6 @@ class Store:
         if not force:
             takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
         return self._starts(target, start, end, not_(takeable))
-
-    def held_starts(
-        self, target: Target, start: int, end: int, *, owner: str, now: float
-    ) -> set[int]:
-        """The starts in ``[start, end)`` that a process other than `owner` holds a live
-        claim on: it may fetch them, or give them back (a daemon's run that defers them)."""
-        return self._starts(
-            target, start, end, not_(free_clause(now)), LEDGER.c.lease_owner != owner
-        )
 
     def _starts(
         self, target: Target, start: int, end: int, *where: ColumnElement[bool]

@@ -176,11 +176,9 @@ def backfill(
                 targets = targets_from_config(config, orgs, segments, sources, orgs=every)
                 keys = _token_keys(config, every, obj.env)
                 rates, how = _rates(config, every, keys, store.learned_rates())
-                est = bf.estimate(
-                    store, targets, span, now=now, force=force,
-                    tokens=keys, rates={keys[org]: rate for org, rate in rates.items()},
-                )
-            used = sorted({rates[t.org_id] for t in targets}) or [AUTO_START]
+                est = bf.estimate(store, targets, span, now=now, force=force, tokens=keys,
+                                  rates=rates)
+            used = sorted({rates[keys[t.org_id]] for t in targets}) or [AUTO_START]
             speed = f"{used[0]:g}" if len(used) == 1 else f"{used[0]:g}-{used[-1]:g}"
             click.echo(
                 f"{len(targets)} target(s): {est.windows} windows; "
@@ -248,10 +246,10 @@ def _rates(
     config: Config, orgs: Sequence[OrgConfig], keys: Mapping[str, str],
     learned: Mapping[str, tuple[float, int]],
 ) -> tuple[dict[str, float], str]:
-    """Per org, the rate its token is expected to run at, and where that figure comes from:
-    the configured `[api].rate_limit`, what the last run learned (capped by it), or the
-    rate a new token starts at. Orgs whose tokens have one key (`_token_keys`) share one
-    rate: the learned one when a run learned it under any of their variables."""
+    """Per token key (`_token_keys`), the rate the token is expected to run at, and where
+    that figure comes from: the configured `[api].rate_limit`, what the last run learned
+    (capped by it), or the rate a new token starts at. Orgs whose tokens have one key share
+    one rate: the learned one when a run learned it under any of their variables."""
     ceiling = None if config.api.rate_limit == "auto" else config.api.rate_limit
     by_key: dict[str, float] = {}
     whens = []
@@ -262,7 +260,6 @@ def _rates(
             whens.append(found[1])
         else:
             by_key.setdefault(keys[org.id], ceiling or AUTO_START)
-    rates = {org.id: by_key[keys[org.id]] for org in orgs}
     if whens:
         how = f"learned by the last run, {when(max(whens))}"
     elif ceiling is not None:
@@ -270,7 +267,7 @@ def _rates(
     else:
         how = (f"not learned yet: a new token starts at {AUTO_START:g}/s and speeds up as "
                "far as the API allows, so the backfill is likely faster")
-    return rates, how
+    return by_key, how
 
 
 def _lease(config: Config, size: int) -> float:

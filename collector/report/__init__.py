@@ -143,7 +143,7 @@ def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
     like ``90d``, or a date) and `--until` (a date, inclusive; default today). A day before
     the earliest date the collector accepts (`EARLIEST`), or one past the calendar's last,
     raises `ConfigError` as a malformed one does."""
-    from collector.backfill import EARLIEST, parse_when, read_when
+    from collector.backfill import EARLIEST, not_too_early, parse_when, read_when
     from collector.windows import parse_duration
 
     today = datetime.fromtimestamp(now, UTC).date()
@@ -159,13 +159,13 @@ def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
         seconds = parse_duration(since)
     except ValueError:
         try:
-            read_when(since)
+            moment = read_when(since)
         except ValueError:
             raise ConfigError(
                 f"--since: {since!r} is neither a duration (90d) nor a date (2026-01-31)"
             ) from None
         try:
-            first = _day(parse_when(since))
+            first = _day(not_too_early(moment, since))
         except ValueError as exc:
             raise ConfigError(f"--since: {exc}") from None
     else:
