@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from urllib.parse import urlencode
 
 import httpx
 
@@ -313,17 +314,15 @@ class DevinClient:
 
     def _attempt(self, target: Target, window: Window, token: str, attempt: int) -> Fetched:
         source = target.source
-        params: list[tuple[str, str | int | float | bool | None]] = [
-            ("time_after", window.start),
-            ("time_before", window.end),
-            *target.params(),
-        ]
-        url = source.url(target.org_id)
+        # the query written out once: httpx merging `params=` into the URL costs about a
+        # tenth of a request's CPU
+        query = urlencode(
+            [("time_after", window.start), ("time_before", window.end), *target.params()]
+        )
+        url = f"{source.url(target.org_id)}?{query}"
         try:
             with self._slots:
-                response = self._http.get(
-                    url, params=params, headers={"Authorization": f"Bearer {token}"}
-                )
+                response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException as exc:
             self._note(target, "timeout")
             raise NetworkError(

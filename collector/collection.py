@@ -10,7 +10,6 @@ costs no memory up front.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from collector.client import DevinClient
 from collector.config import Config
 from collector.errors import AccessError, ApiError, DeferredError, StorageError
+from collector.handoff import Feed, Outbox
 from collector.outcomes import Collected, Deferred, Failed, Outcome
 from collector.payload import Fetched
 from collector.planner import after_success
@@ -121,7 +121,6 @@ def run_collection(
     """
     report = Report()
     blocked: dict[tuple[str, str], AccessError] = {}
-    pending: list[Outcome] = []
 
     def fetch(target: Target, window: Window) -> list[Outcome]:
         """The outcomes of one request: one per window, or per bucket of `window` for a
@@ -154,11 +153,7 @@ def run_collection(
             outcomes.append(Collected(target, bucket, part, next_due, settled))
         return outcomes
 
-    def flush() -> None:
-        if not pending:
-            return
-        batch = pending.copy()
-        pending.clear()
+    def flush(batch: list[Outcome]) -> None:
         try:
             store.save(batch, owner)
         except StorageError as exc:
@@ -174,45 +169,41 @@ def run_collection(
         if on_saved is not None:
             on_saved(batch)
 
-    # Workers pull pairs from the plan and push outcomes; this thread writes them. The
-    # queue is bounded, so a slow database holds the fetching back instead of filling memory.
+    # A plan thread walks the plan (its ledger reads and claims included) a little ahead of
+    # the workers, so no worker waits on the database for its next pair; workers fetch and
+    # hand outcomes to this thread, which writes them. Both hand-offs are bounded: a slow
+    # database holds the fetching back instead of filling memory.
     halted = threading.Event()
     source = _until(
         iter(work), deadline, lambda: halted.is_set() or (stop is not None and stop())
     )
-    # A feeder thread walks the plan (its ledger reads and claims included) a little ahead
-    # of the workers, so no worker waits on the database for its next pair.
-    pairs: queue.Queue[Work | None] = queue.Queue(maxsize=2 * concurrency)
-    finished = threading.Event()
-    outcomes: queue.Queue[Outcome | None] = queue.Queue(maxsize=batch_size * 4)
+    pairs: Feed[Work] = Feed(high=2 * concurrency, low=concurrency)
+    outbox: Outbox[Outcome] = Outbox(concurrency, capacity=batch_size * 4)
     crashed: list[BaseException] = []
 
     def feeder() -> None:
         try:
             for item in source:
-                while not _offer(pairs, item, finished):
-                    if finished.is_set():
-                        return
+                if not pairs.put(item):
+                    return
         except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
             crashed.append(exc)
             halted.set()
         finally:
-            for _ in range(concurrency):
-                _offer(pairs, None, finished, block=True)
+            pairs.end()
 
     def worker() -> None:
         try:
             while (item := pairs.get()) is not None:
                 if halted.is_set() or (stop is not None and stop()):
                     continue  # taken from the plan, not started: it stays due
-                for outcome in fetch(*item):
-                    outcomes.put(outcome)
+                outbox.put(fetch(*item))
         except BaseException as exc:  # noqa: BLE001 (re-raised in the calling thread)
             crashed.append(exc)
             halted.set()
-            finished.set()
+            pairs.close()
         finally:
-            outcomes.put(None)
+            outbox.done()
 
     workers = [
         threading.Thread(target=worker, name=f"fetch-{i}", daemon=True)
@@ -222,33 +213,20 @@ def run_collection(
     plan_thread.start()
     for thread in workers:
         thread.start()
-    running = len(workers)
-    last_flush = time.monotonic()
+    active = True
     try:
-        while running:
-            try:
-                # what is fetched is saved within `flush_every`, also while no more comes
-                # (the plan waits for windows another process holds, say)
-                wait = max(0.0, last_flush + flush_every - time.monotonic()) if pending else None
-                outcome = outcomes.get(timeout=wait)
-            except queue.Empty:
-                pass  # the wait ran out: save what is pending
-            else:
-                if outcome is None:
-                    running -= 1
-                    continue
-                pending.append(outcome)
-            if len(pending) >= batch_size or time.monotonic() - last_flush >= flush_every:
-                flush()
-                last_flush = time.monotonic()
-        flush()
+        while active:
+            # what is fetched is saved within `flush_every`, also while no more comes (the
+            # plan waits for windows another process holds, say)
+            batch, active = outbox.take(batch_size, flush_every)
+            if batch:
+                flush(batch)
     finally:
-        if running:  # something above raised: let the workers finish and leave
+        if active:  # something above raised: let the workers finish and leave
             halted.set()
-            while running:
-                if outcomes.get() is None:
-                    running -= 1
-        finished.set()
+            while outbox.take(1, None)[1]:
+                pass
+        pairs.close()
     for thread in workers:
         thread.join()
     plan_thread.join()
@@ -256,22 +234,6 @@ def run_collection(
     if crashed:
         raise crashed[0]
     return report
-
-
-def _offer(
-    pairs: queue.Queue[Work | None], item: Work | None, finished: threading.Event,
-    *, block: bool = False,
-) -> bool:
-    """Put `item` on `pairs`, waiting at most a moment (or, with `block`, until there is
-    room or the run is `finished`). Returns whether it was put."""
-    while True:
-        try:
-            pairs.put(item, timeout=0.1)
-        except queue.Full:
-            if not block or finished.is_set():
-                return False
-        else:
-            return True
 
 
 def _until(
