@@ -78,10 +78,10 @@ class AdaptiveRate:
 
     The rate grows once per *round*: at least `step` seconds, one round trip (the smoothed
     time from letting a request through to its answer) and one request's spacing
-    (`1 / rate`; two in slow start, whose growth needs a request spaced at the new rate:
-    the first one after a change shows nothing of a limit), in which the token used at
-    least a quarter of its rate (an idle token learns nothing, and the rate never floats
-    far above what is used) and sent that many requests.
+    (`1 / rate`; two in slow start after the first round, whose growth needs a request
+    spaced at the new rate: the first one after a change shows nothing of a limit), in which
+    the token used at least a quarter of its rate (an idle token learns nothing, and the
+    rate never floats far above what is used) and sent that many requests.
 
     - *Slow start*: from `start`, the rate grows fourfold every round until the first 429,
       which ends it: the rate falls back to 90% of the last rate that went a whole round
@@ -133,6 +133,7 @@ class AdaptiveRate:
         self.failed_at: float | None = None
         self._clock = clock
         self._slow_start = True
+        self._grown = False  # whether the rate has grown since the start
         self._good: float | None = None  # the last rate that went a round without a 429
         self._started = self._round_start = clock()
         self._rtt = 0.0  # smoothed seconds from letting a request through to its answer
@@ -180,7 +181,9 @@ class AdaptiveRate:
         if sent_at is not None:
             self._rtt += 0.125 * (now - sent_at - self._rtt)
         elapsed = now - self._round_start
-        requests = 2.0 if self._slow_start else 1.0
+        # the first round proves the start with one request spaced at it; later ones in slow
+        # start need two, as the first after a change was spaced at the old rate
+        requests = 2.0 if self._slow_start and self._grown else 1.0
         if elapsed < max(self.step, self._rtt, requests / self.rate):
             return
         busy = self._used >= max(requests, 0.25 * self.rate * elapsed)
@@ -189,6 +192,7 @@ class AdaptiveRate:
         if not busy:
             return
         self._good = self.rate
+        self._grown = True
         # one round of growth at most, however long the gap (a Retry-After wait, say)
         failed = self.failed_at
         under = self._share <= self.budget

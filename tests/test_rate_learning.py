@@ -125,7 +125,7 @@ def test_one_congestion_is_one_cut_and_the_ceiling_holds() -> None:
 def test_a_429_after_answers_at_the_new_rate_is_a_small_cut_and_one_before_halves() -> None:
     clock = FakeClock(0.0)
     adaptive = AdaptiveRate(start=10.0, clock=clock)
-    for _ in range(4):  # slow start: 10 (a round of two requests: 0.2 s), 40, 160
+    for _ in range(3):  # slow start: 10 (a round of one request's spacing: 0.1 s), 40, 160
         for _ in range(int(adaptive.rate * 0.1) + 2):
             adaptive.sent()
         clock.advance(0.1)
@@ -161,13 +161,13 @@ def test_a_round_lasts_at_least_a_round_trip() -> None:
             adaptive.succeeded(None if round_trip is None else clock.now - round_trip)
         return adaptive.rate
 
-    # no round trip known: the first round lasts two requests' spacing at 10/s (0.2 s),
-    # then one answer each 0.1 s
-    assert grow(None) == 10.0 * 4**7
-    assert grow(0.01) == 10.0 * 4**7  # a fast API: the same
+    # no round trip known: the first round lasts one request's spacing at 10/s (0.1 s),
+    # the next ones the 0.1 s between answers: a growth each
+    assert grow(None) == 10.0 * 4**8
+    assert grow(0.01) == 10.0 * 4**8  # a fast API: the same
     # answers that take 0.5 s: the smoothed round trip (from 0 towards 0.5 by an eighth per
-    # answer) lets the rate grow at the second and fifth answers only
-    assert grow(0.5) == 10.0 * 4**2
+    # answer) lets the rate grow at the first, third and sixth answers only
+    assert grow(0.5) == 10.0 * 4**3
 
 
 def test_a_backfill_learns_the_limit_and_says_so(tmp_path: Path) -> None:
