@@ -72,6 +72,9 @@ class DevinClient:
         on_attempt: AttemptHook | None = None,
     ) -> None:
         self._http = http
+        # requests name their whole URL: httpx parsing a relative one, then again merged
+        # with its base, costs a sixth of a request's CPU
+        self._base = str(http.base_url).rstrip("/")
         self._credentials = credentials
         self._policy = policy or RetryPolicy()
         self._clock = clock
@@ -315,11 +318,11 @@ class DevinClient:
     def _attempt(self, target: Target, window: Window, token: str, attempt: int) -> Fetched:
         source = target.source
         # the query written out once: httpx merging `params=` into the URL costs about a
-        # tenth of a request's CPU
-        query = urlencode(
-            [("time_after", window.start), ("time_before", window.end), *target.params()]
-        )
-        url = f"{source.url(target.org_id)}?{query}"
+        # fifth of a request's CPU
+        query = f"time_after={window.start}&time_before={window.end}"
+        if params := target.params():
+            query = f"{query}&{urlencode(params)}"
+        url = f"{self._base}{source.url(target.org_id)}?{query}"
         try:
             with self._slots:
                 response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
