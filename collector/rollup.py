@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 
 from collector.outcomes import Collected
-from collector.schema import METADATA, sqlite_timestamp
+from collector.schema import METADATA, timestamp_binder
 from collector.sources import SOURCES, Rollup, Source
 from collector.windows import DAY, floor_to, to_datetime
 
@@ -78,8 +78,8 @@ class Rollups:
         self.dialect = dialect
         sqlite = dialect == "sqlite"
         self._ph = "?" if sqlite else "%s"
-        self._ts: Callable[[datetime], Any] = sqlite_timestamp if sqlite else _same
-        self._day: Callable[[date], Any] = date.isoformat if sqlite else _same
+        self._ts = timestamp_binder(dialect)
+        self._day: Callable[[date], Any] = date.isoformat if sqlite else lambda day: day
         self._steps: dict[str, tuple[_Step, ...]] = {}
 
     # -- statements ------------------------------------------------------------------------
@@ -171,7 +171,3 @@ def _lock_id(key: DayKey) -> int:
     text = "\x1f".join(str(part) for part in ("collector.rollup", *key))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
                           signed=True)
-
-
-def _same(value: Any) -> Any:
-    return value

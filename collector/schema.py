@@ -59,6 +59,16 @@ def sqlite_timestamp(value: datetime) -> str:
     return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
 
 
+def timestamp_binder(dialect: str) -> Callable[[datetime], Any]:
+    """How raw SQL of `dialect` binds an aware datetime: SQLite's UTC text, or the datetime
+    itself (PostgreSQL's driver converts it)."""
+    return sqlite_timestamp if dialect == "sqlite" else _as_is
+
+
+def _as_is(value: datetime) -> datetime:
+    return value
+
+
 def _sqlite_bind(value: datetime | None) -> str | None:
     return None if value is None else sqlite_timestamp(value)
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Table
 
 from collector.outcomes import Collected, Failed
-from collector.schema import LEDGER, METADATA, sqlite_timestamp
+from collector.schema import LEDGER, METADATA, timestamp_binder
 from collector.sources import Source
 from collector.targets import Target
 from collector.windows import Window, to_datetime
@@ -52,7 +52,7 @@ class Writer:
         sqlite = dialect == "sqlite"
         self._ph = "?" if sqlite else "%s"
         self._json_ph = "?" if sqlite else "%s::jsonb"
-        self._ts: Callable[[datetime], Any] = sqlite_timestamp if sqlite else _same
+        self._ts = timestamp_binder(dialect)
         # A window's start, end and fetch time are bound in several rows of one batch (its
         # main row, each bucket row, its ledger row): each is converted once.
         self._stamp: Callable[[int], Any] = lru_cache(maxsize=1024)(
@@ -249,7 +249,3 @@ def _table(name: str) -> Table:
 def _check(table: Table, names: tuple[str, ...]) -> None:
     if tuple(c.name for c in table.columns) != names:
         raise RuntimeError(f"the row builders of {table.name} no longer match its columns")
-
-
-def _same(value: datetime) -> datetime:
-    return value

@@ -57,7 +57,7 @@ class Reporter:
         if interactive:
             self._bar = self._stack.enter_context(click.progressbar(
                 length=total, label="backfill", show_pos=True, show_percent=True,
-                item_show_func=_same, width=0, file=sys.stderr,
+                item_show_func=lambda item: item, width=0, file=sys.stderr,
             ))
 
     def advance(self, count: int) -> None:
@@ -282,7 +282,3 @@ def _lease(config: Config, size: int) -> float:
     day = max(size, DAY) // size
     ceiling = AUTO_START if config.api.rate_limit == "auto" else config.api.rate_limit
     return day / min(ceiling, AUTO_START) + 2 * config.api.timeout + 60
-
-
-def _same(text: str | None) -> str | None:
-    return text
