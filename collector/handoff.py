@@ -2,9 +2,10 @@
 seldom as they can.
 
 A `Feed` carries pairs from the plan's thread to the fetching workers; an `Outbox` carries
-outcomes from the workers to the thread that writes them. Each wakes the other side in
-batches, not per item: a thread woken costs a context switch and a turn at the GIL, which
-at hundreds of windows a second is a measurable share of the run's CPU.
+outcomes from the workers to the thread that writes them. The single thread on one side of
+each (the plan's, the writer) is woken per batch, not per item: a thread woken costs a
+context switch and a turn at the GIL, which at hundreds of windows a second is a measurable
+share of the run's CPU.
 """
 
 from __future__ import annotations
@@ -109,8 +110,10 @@ class Outbox(Generic[T]):
                 self._ready.notify()
 
     def take(self, batch: int, timeout: float | None) -> tuple[list[T], bool]:
-        """Everything in the box, once it holds `batch` items, `timeout` seconds have
-        passed, or no producer runs any more; and whether any still runs."""
+        """Up to `batch` items (the oldest), once the box holds that many, `timeout` seconds
+        have passed, or no producer runs any more; and whether more may come (a producer
+        still runs, or items are left)."""
+        batch = max(1, batch)
         with self._lock:
             self._batch = batch
             if len(self._items) < batch and self._running:
@@ -122,6 +125,6 @@ class Outbox(Generic[T]):
                         break
                     self._ready.wait(left)
                 self._consumer_waits = False
-            items, self._items = self._items, []
+            items, self._items = self._items[:batch], self._items[batch:]
             self._has_room.notify_all()
-            return items, self._running > 0
+            return items, self._running > 0 or bool(self._items)

@@ -135,7 +135,10 @@ class AdaptiveRate:
         self._slow_start = True
         self._grown = False  # whether the rate has grown since the start
         self._good: float | None = None  # the last rate that went a round without a 429
+        # rounds and the rate of answers count from the first request (a limiter may be
+        # built well before it), set by `sent`
         self._started = self._round_start = clock()
+        self._first_sent: float | None = None
         self._rtt = 0.0  # smoothed seconds from letting a request through to its answer
         self._last_cut = float("-inf")
         if learned:
@@ -156,9 +159,12 @@ class AdaptiveRate:
             rate = min(rate, self.ceiling)
         return max(self.floor, rate)
 
-    def sent(self) -> None:
-        """A request was let through."""
+    def sent(self, at: float | None = None) -> None:
+        """A request was let through (at `at`, the clock's time, when known)."""
         self._used += 1
+        if self._first_sent is None:
+            self._first_sent = self._started = self._round_start = (
+                self._clock() if at is None else at)
 
     def _forget_before(self, moment: float) -> None:
         while self._successes and self._successes[0] < moment:
@@ -181,9 +187,15 @@ class AdaptiveRate:
         if sent_at is not None:
             self._rtt += 0.125 * (now - sent_at - self._rtt)
         elapsed = now - self._round_start
-        # the first round proves the start with one request spaced at it; later ones in slow
-        # start need two, as the first after a change was spaced at the old rate
-        requests = 2.0 if self._slow_start and self._grown else 1.0
+        # slow start needs two requests a round, as the first after a change was spaced at
+        # the old rate; the first round one, answered, sent a spacing after the first request
+        # (which follows none)
+        requests = 2.0 if self._slow_start else 1.0
+        if self._slow_start and not self._grown and sent_at is not None:
+            first = self._first_sent if self._first_sent is not None else self._started
+            if sent_at < first + 1.0 / self.rate - 1e-9:
+                return  # the first request, or one sent too soon after it: proves nothing
+            requests = 1.0
         if elapsed < max(self.step, self._rtt, requests / self.rate):
             return
         busy = self._used >= max(requests, 0.25 * self.rate * elapsed)
@@ -321,7 +333,7 @@ class RateLimiter:
         self._last_grant = now
         self._next_free = max(now, self._next_free) + 1.0 / self.rate
         if self.adaptive is not None:
-            self.adaptive.sent()
+            self.adaptive.sent(now)
         return now
 
     def success(self, sent_at: float | None = None) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from collector.client import DevinClient
 from collector.collection import Policy, run_collection
+from collector.outcomes import Outcome
 from collector.sim import Fault, Simulator
 from collector.store import Store
 from collector.targets import Target
@@ -108,6 +109,31 @@ def test_what_is_fetched_is_saved_while_the_plan_waits(
     assert go_on.is_set()
     assert seen == [{w.start for w in DAY0[:3]}]
     assert report.collected == 5
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_a_transaction_holds_at_most_batch_size_windows(
+    sim: Simulator, make_client: MakeClient, engine: Engine, clock: FakeClock, batch_size: int
+) -> None:
+    """However far the workers get ahead of a slow database, each transaction writes at
+    most `batch_size` windows (the daemon's one: a kill loses only what is in flight), and
+    every window is written once."""
+    clock.now = T0 + DAY + 2 * 3600
+    sizes: list[int] = []
+
+    class SlowStore(Store):
+        def save(self, outcomes: Sequence[Outcome], owner: str | None = None) -> None:
+            sizes.append(len(outcomes))
+            time.sleep(0.05)  # the workers fill the hand-off meanwhile
+            super().save(outcomes, owner)
+
+    work = [(t, w) for t in (ALPHA, BETA) for w in DAY0]
+    report = run_collection(make_client(), SlowStore(engine), work, policy=POLICY,
+                            clock=clock, concurrency=4, batch_size=batch_size)
+    assert report.collected == 48
+    assert max(sizes) == batch_size
+    assert sum(sizes) == 48
+    assert len(by_window(engine, "session_metrics", ALPHA)) == 24
 
 
 def test_recollecting_replaces_values_and_follows_late_merges(

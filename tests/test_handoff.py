@@ -51,7 +51,7 @@ def test_feed_close_releases_a_waiting_producer_and_refuses_more() -> None:
 
 def test_feed_consumers_wait_for_items_and_see_the_end() -> None:
     feed: Feed[int] = Feed(high=8)
-    got: list[int | None] = []
+    got: list[int] = []
     lock = threading.Lock()
 
     def consume() -> None:
@@ -66,7 +66,7 @@ def test_feed_consumers_wait_for_items_and_see_the_end() -> None:
     for consumer in consumers:
         consumer.join(5)
         assert not consumer.is_alive()
-    assert sorted(i for i in got if i is not None) == list(range(100))
+    assert sorted(got) == list(range(100))
 
 
 def test_outbox_wakes_the_consumer_for_a_batch_not_for_each_item() -> None:
@@ -79,7 +79,10 @@ def test_outbox_wakes_the_consumer_for_a_batch_not_for_each_item() -> None:
     assert taker.is_alive()  # two of three: still asleep
     box.put([3, 4])
     taker.join(5)
-    assert taken == [([1, 2, 3, 4], True)]
+    assert taken == [([1, 2, 3], True)]  # a batch at most: the rest waits for the next
+    box.done()
+    box.done()
+    assert box.take(3, timeout=None) == ([4], False)
 
 
 def test_outbox_take_returns_what_there_is_after_the_timeout() -> None:
@@ -111,7 +114,16 @@ def test_outbox_holds_producers_back_while_full() -> None:
     putter = started(lambda: box.put([3]))
     putter.join(BLOCKED)
     assert putter.is_alive()  # a slow writer holds the fetching back
-    assert box.take(1, timeout=None) == ([1, 2], True)
+    assert box.take(2, timeout=None) == ([1, 2], True)
     putter.join(5)
     assert not putter.is_alive()
-    assert box.take(1, timeout=None) == ([3], True)
+    assert box.take(2, timeout=0.0) == ([3], True)
+
+
+def test_outbox_hands_over_what_is_left_in_batches_after_the_producers_are_done() -> None:
+    box: Outbox[int] = Outbox(workers=1, capacity=100)
+    box.put(list(range(7)))
+    box.done()
+    assert box.take(3, timeout=None) == ([0, 1, 2], True)  # more is left
+    assert box.take(3, timeout=None) == ([3, 4, 5], True)
+    assert box.take(3, timeout=None) == ([6], False)

@@ -125,10 +125,11 @@ def test_one_congestion_is_one_cut_and_the_ceiling_holds() -> None:
 def test_a_429_after_answers_at_the_new_rate_is_a_small_cut_and_one_before_halves() -> None:
     clock = FakeClock(0.0)
     adaptive = AdaptiveRate(start=10.0, clock=clock)
-    for _ in range(3):  # slow start: 10 (a round of one request's spacing: 0.1 s), 40, 160
+    # slow start: 10 (proved by a request sent 0.1 s after the first), 40, 160
+    for _ in range(3):
         for _ in range(int(adaptive.rate * 0.1) + 2):
             adaptive.sent()
-        clock.advance(0.1)
+        clock.advance(0.105)
         adaptive.succeeded(sent_at=clock.now - 0.005)
     assert adaptive.rate == 640.0
     assert adaptive.limited(sent_at=clock.now, retry_after=1.0) is False
@@ -147,6 +148,23 @@ def test_a_429_after_answers_at_the_new_rate_is_a_small_cut_and_one_before_halve
     assert adaptive.rate == pytest.approx(144.0 * 0.95 * 0.25)
 
 
+def test_the_first_request_alone_proves_no_rate() -> None:
+    """Slow start grows first on the answer to a request spaced at the start rate after the
+    first one, however long the limiter waited before its first request."""
+    clock = FakeClock(0.0)
+    adaptive = AdaptiveRate(start=10.0, clock=clock)
+    clock.advance(0.3)  # the limiter is built before the plan starts
+    adaptive.sent(clock.now)
+    clock.advance(0.005)
+    adaptive.succeeded(sent_at=0.3)
+    assert adaptive.rate == 10.0  # one request can meet no limit
+    clock.advance(0.095)
+    adaptive.sent(clock.now)  # the next, one spacing after the first
+    clock.advance(0.005)
+    adaptive.succeeded(sent_at=0.4)
+    assert adaptive.rate == 40.0
+
+
 def test_a_round_lasts_at_least_a_round_trip() -> None:
     """Against a slow API, slow start grows once per round trip, not faster than the
     answers that would show a limit can come back."""
@@ -161,13 +179,15 @@ def test_a_round_lasts_at_least_a_round_trip() -> None:
             adaptive.succeeded(None if round_trip is None else clock.now - round_trip)
         return adaptive.rate
 
-    # no round trip known: the first round lasts one request's spacing at 10/s (0.1 s),
-    # the next ones the 0.1 s between answers: a growth each
-    assert grow(None) == 10.0 * 4**8
-    assert grow(0.01) == 10.0 * 4**8  # a fast API: the same
-    # answers that take 0.5 s: the smoothed round trip (from 0 towards 0.5 by an eighth per
-    # answer) lets the rate grow at the first, third and sixth answers only
-    assert grow(0.5) == 10.0 * 4**3
+    # no send time known: the first round lasts two requests' spacing at 10/s (0.2 s), then
+    # one answer each 0.1 s; known: the first answer to a request sent 0.1 s after the
+    # first (the second answer here), then the same
+    assert grow(None) == 10.0 * 4**7
+    assert grow(0.01) == 10.0 * 4**7  # a fast API
+    # answers that take 0.5 s: the first growth waits for the answer to a request sent
+    # 0.1 s after the first (the sixth), the next for a smoothed round trip (from 0 towards
+    # 0.5 by an eighth per answer) that the last two answers do not reach
+    assert grow(0.5) == 10.0 * 4
 
 
 def test_a_backfill_learns_the_limit_and_says_so(tmp_path: Path) -> None:
