@@ -178,7 +178,8 @@ def run_collection(
         iter(work), deadline, lambda: halted.is_set() or (stop is not None and stop())
     )
     pairs: Feed[Work] = Feed(high=2 * concurrency, low=concurrency)
-    outbox: Outbox[Outcome] = Outbox(concurrency, capacity=batch_size * 4)
+    # room for a batch, and for what the workers fetch while the writer saves it
+    outbox: Outbox[Outcome] = Outbox(concurrency, capacity=batch_size + 4 * concurrency)
     crashed: list[BaseException] = []
 
     def feeder() -> None:
