@@ -9,6 +9,7 @@ values (an upsert), so re-collecting never duplicates anything.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, not_, or_, select, update
@@ -162,11 +163,10 @@ class Store(SettingsStore):
             return set(), set()
         c = LEDGER.c
         expires = to_datetime(int(now + lease))
-        starts = [to_datetime(w.start) for w in windows]
         condition = free_clause(now)
         if not force:
             condition = and_(due_clause(now=now, cutoff=cutoff, interval=interval), condition)
-        mine = (*of(target), c.window_start.in_(starts))
+        mine = (*of(target), _among(windows))
         try:
             with self._transaction() as conn:
                 conn.execute(
@@ -178,13 +178,21 @@ class Store(SettingsStore):
                     self._writer.ledger_new,
                     self._writer.ledger_new_rows(target, windows, now, owner, expires),
                 )
-                held = conn.execute(
-                    select(c.window_start, c.lease_owner).where(*mine, not_(free_clause(now)))
+                # every window has a ledger row now: read the few this process does not hold
+                # (none, in a backfill of new windows), not the many it does
+                not_mine = conn.execute(
+                    select(c.window_start, not_(free_clause(now)).label("held")).where(
+                        *mine,
+                        or_(free_clause(now), c.lease_owner.is_(None), c.lease_owner != owner),
+                    )
                 )
-                taken: set[int] = set()
+                taken = {w.start for w in windows}
                 others: set[int] = set()
-                for start, holder in held:
-                    (taken if holder == owner else others).add(to_timestamp(start))
+                for start, held in not_mine:
+                    ts = to_timestamp(start)
+                    taken.discard(ts)
+                    if held:
+                        others.add(ts)
                 return taken, others
         except SQLAlchemyError as exc:
             raise StorageError(
@@ -270,3 +278,13 @@ class Store(SettingsStore):
         except SQLAlchemyError as exc:
             raise StorageError(f"could not release claims: {describe_error(exc)}") from None
 
+
+
+def _among(windows: Sequence[Window]) -> ColumnElement[bool]:
+    """The ledger rows of `windows` (of one target): a range when they follow each other
+    without a gap (no other window of the target's calendar lies between), else a list."""
+    c = LEDGER.c
+    if all(b.start == a.end for a, b in pairwise(windows)):
+        return and_(c.window_start >= to_datetime(windows[0].start),
+                    c.window_start <= to_datetime(windows[-1].start))
+    return c.window_start.in_([to_datetime(w.start) for w in windows])

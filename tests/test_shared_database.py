@@ -22,7 +22,7 @@ from collector.daemon import Daemon
 from collector.sim import Simulator, TokenGrant
 from collector.store import Store
 from collector.targets import Target
-from collector.windows import window_at, windows_between
+from collector.windows import Window, window_at, windows_between
 from tests.helpers import (
     T0,
     TOKEN,
@@ -105,6 +105,28 @@ def test_claims_of_a_dead_daemon_expire_and_are_taken_over(
     sim.reset_stats()
     second.run_org("org-alpha")
     assert {r.time_after for r in sim.requests} >= held  # expired claims: taken over
+
+
+def test_a_claim_takes_exactly_the_windows_named(engine: Engine, clock: FakeClock) -> None:
+    """Windows that follow each other are claimed as a range, others one by one: either
+    way, only the windows named, and those another process holds are reported as held."""
+    clock.now = T0 + 600
+    store = Store(engine)
+    alpha = Target("org-alpha")
+    w0, w1, w2, w3 = windows_between(T0 - 4 * 3600, T0, 3600)
+
+    def claim(windows: list[Window], owner: str) -> tuple[set[int], set[int]]:
+        return store.claim_or_held(alpha, windows, owner=owner, now=clock.now,
+                                   cutoff=clock.now, lease=600, interval=900)
+
+    assert claim([w0, w1, w2, w3], "a") == ({w0.start, w1.start, w2.start, w3.start}, set())
+    store.release("a")
+    assert claim([w0, w2], "b") == ({w0.start, w2.start}, set())  # a gap: w1 left alone
+    assert claim([w1, w2, w3], "c") == ({w1.start, w3.start}, {w2.start})
+    with engine.connect() as conn:
+        owners = dict(conn.execute(text(
+            "SELECT window_start, lease_owner FROM collection_ledger ORDER BY window_start")).all())
+    assert list(owners.values()) == ["b", "c", "b", "c"]
 
 
 def test_an_outcome_ends_only_its_own_writers_claim(
