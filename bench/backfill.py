@@ -227,14 +227,17 @@ def measure_rate_limit(tmp: Path, n: int, limit: float, results: dict[str, objec
 
 
 def measure_cpu(tmp: Path, n: int, results: dict[str, object], rounds: int = 3) -> None:
-    """Alternate the two processes `rounds` times on one simulator; report every ratio and
-    their median (a 2-core machine shared with the simulator is noisy)."""
+    """Alternate the two processes `rounds` times, each against a simulator of its own
+    (one that has served many runs keeps every request it answered, and grows slower,
+    which would weigh on whichever process comes later); report every ratio and their
+    median (a 2-core machine shared with the simulator is noisy)."""
     ratios = []
-    with simulator() as url:
-        for _ in range(rounds):
+    for _ in range(rounds):
+        with simulator() as url:
             bare = bare_loop(url, n, 8)
+        with simulator() as url:
             ours, _, _ = backfill(url, tmp, n, "5m", 8, 10_000)
-            ratios.append((bare.cpu / n * 1000, ours.cpu / n * 1000, ours.cpu / bare.cpu))
+        ratios.append((bare.cpu / n * 1000, ours.cpu / n * 1000, ours.cpu / bare.cpu))
     median = sorted(ratios, key=lambda r: r[2])[len(ratios) // 2]
     results["cpu"] = {
         "windows": n,
