@@ -153,18 +153,21 @@ def main() -> None:
                   f"{both['exit_codes']:g}, together {100 * both['ratio']:.1f}% of R over "
                   f"{both['seconds']}s; {both['429']:g} of {both['answers']:g} answers were "
                   f"429 ({100 * both['share_429']:.1f}%)", flush=True)
-        # no server limit: the learned rate must not hold a fast API back; three alternating
-        # rounds, as one round varies by a few percent on a shared machine
+        # no server limit: the learned rate must not hold a fast API back; alternating
+        # rounds, as one round varies by a few percent on a shared machine, each process
+        # against a simulator of its own (one that served many runs answers slower)
         ratios = []
-        with simulator("--latency", "0.05") as url:
-            for _ in range(args.rounds):
+        for _ in range(args.rounds):
+            with simulator("--latency", "0.05") as url:
                 _, collected, duration = backfill(url, Path(tmp), args.windows, "5m", 16,
                                                   '"auto"')
-                fixed = None
-                if args.fixed:
+            fixed = None
+            if args.fixed:
+                with simulator("--latency", "0.05") as url:
                     _, done_fixed, took = backfill(url, Path(tmp), args.windows, "5m", 16,
                                                    10000)
-                    fixed = done_fixed / took
+                fixed = done_fixed / took
+            with simulator("--latency", "0.05") as url:
                 bare = bare_loop(url, args.windows, 16)
                 bare_rate = args.windows / float(bare.stdout.split(" in ")[1].rstrip("s\n"))
                 ratios.append(collected / duration / bare_rate)
