@@ -163,9 +163,9 @@ class Store(SettingsStore):
             return set(), set()
         c = LEDGER.c
         expires = to_datetime(int(now + lease))
-        condition = free_clause(now)
-        if not force:
-            condition = and_(due_clause(now=now, cutoff=cutoff, interval=interval), condition)
+        free = free_clause(now)
+        condition = free if force else and_(
+            due_clause(now=now, cutoff=cutoff, interval=interval), free)
         mine = (*of(target), _among(windows))
         try:
             with self._transaction() as conn:
@@ -181,10 +181,8 @@ class Store(SettingsStore):
                 # every window has a ledger row now: read the few this process does not hold
                 # (none, in a backfill of new windows), not the many it does
                 not_mine = conn.execute(
-                    select(c.window_start, not_(free_clause(now)).label("held")).where(
-                        *mine,
-                        or_(free_clause(now), c.lease_owner.is_(None), c.lease_owner != owner),
-                    )
+                    select(c.window_start, not_(free).label("held")).where(
+                        *mine, or_(free, c.lease_owner.is_(None), c.lease_owner != owner))
                 )
                 taken = {w.start for w in windows}
                 others: set[int] = set()

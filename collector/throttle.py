@@ -136,9 +136,9 @@ class AdaptiveRate:
         self._grown = False  # whether the rate has grown since the start
         self._good: float | None = None  # the last rate that went a round without a 429
         # rounds and the rate of answers count from the first request (a limiter may be
-        # built well before it), set by `sent`
+        # built well before it), set again by `sent`
         self._started = self._round_start = clock()
-        self._first_sent: float | None = None
+        self._sending = False  # whether a request was let through yet
         self._rtt = 0.0  # smoothed seconds from letting a request through to its answer
         self._last_cut = float("-inf")
         if learned:
@@ -162,9 +162,9 @@ class AdaptiveRate:
     def sent(self, at: float | None = None) -> None:
         """A request was let through (at `at`, the clock's time, when known)."""
         self._used += 1
-        if self._first_sent is None:
-            self._first_sent = self._started = self._round_start = (
-                self._clock() if at is None else at)
+        if not self._sending:
+            self._sending = True
+            self._started = self._round_start = self._clock() if at is None else at
 
     def _forget_before(self, moment: float) -> None:
         while self._successes and self._successes[0] < moment:
@@ -192,8 +192,7 @@ class AdaptiveRate:
         # (which follows none)
         requests = 2.0 if self._slow_start else 1.0
         if self._slow_start and not self._grown and sent_at is not None:
-            first = self._first_sent if self._first_sent is not None else self._started
-            if sent_at < first + 1.0 / self.rate - 1e-9:
+            if sent_at < self._started + 1.0 / self.rate - 1e-9:
                 return  # the first request, or one sent too soon after it: proves nothing
             requests = 1.0
         if elapsed < max(self.step, self._rtt, requests / self.rate):
