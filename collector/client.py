@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
+from urllib.request import getproxies
 
 import httpx
 
 from collector import __version__
 from collector.api_errors import problem_detail, status_error
 from collector.config import Config
+from collector.connections import Connections
 from collector.credentials import ENTERPRISE, Credentials
 from collector.errors import (
     ApiError,
@@ -355,6 +357,10 @@ def make_http_client(
     api = config.api
     connections = concurrency or api.concurrency
     timeout = httpx.Timeout(api.timeout, connect=api.connect_timeout)
+    if transport is None and not getproxies():
+        # a connection per worker instead of one pool they all lock (see `Connections`);
+        # httpx applies proxies from the environment only to a pool of its own making
+        transport = Connections(connections)
     return httpx.Client(
         base_url=api.base_url,
         timeout=timeout,

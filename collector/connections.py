@@ -1,0 +1,106 @@
+"""A transport that lends each request a keep-alive connection of its own.
+
+httpx's default transport keeps one pool of connections for every thread: each request takes
+the pool's lock to queue itself, to be assigned a connection and to hand it back, and every
+assignment walks all the pool's connections (polling the idle ones' sockets). With a worker
+thread per connection, that lock is contended on every request and the walk is repeated for
+connections the request will never use. `Connections` instead keeps one single-connection
+transport per concurrent request on a shelf: a request takes one off (a deque pop, atomic
+without a lock), and its response puts it back when it is closed. Each transport still does
+what httpx's pool does for its one connection (keep-alive expiry, reconnecting after the
+server closed it, timeouts), so behaviour is httpx's own; only the bookkeeping shrinks.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import httpx
+
+#: Makes the transport of one connection, given the TLS settings all of them share.
+TransportFactory = Callable[[ssl.SSLContext], httpx.BaseTransport]
+
+
+def single_connection(tls: ssl.SSLContext) -> httpx.BaseTransport:
+    return httpx.HTTPTransport(
+        verify=tls, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    )
+
+
+class Connections(httpx.BaseTransport):
+    """Up to `keep` idle connections, each lent whole to one request at a time.
+
+    The number of connections open at once is the number of requests in flight, which the
+    caller bounds (`DevinClient` holds at most `concurrency`); beyond `keep`, a connection
+    handed back is closed."""
+
+    def __init__(self, keep: int, make: TransportFactory = single_connection) -> None:
+        self._keep = keep
+        self._make = make
+        # built once (loading the CA bundle costs tens of milliseconds), as httpx's own pool does
+        self._tls = httpx.create_ssl_context()
+        self._idle: deque[httpx.BaseTransport] = deque()
+        self._open: set[httpx.BaseTransport] = set()
+        self._lock = threading.Lock()  # guards `_open` and `_closed`, not the hot path
+        self._closed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            transport = self._idle.pop()
+        except IndexError:
+            transport = self._new()
+        try:
+            response = transport.handle_request(request)
+        except BaseException:
+            self._give_back(transport)  # its pool has already dropped a broken connection
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _Lent(response.stream, lambda: self._give_back(transport))
+        return response
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            transports, self._open = self._open, set()
+            self._idle.clear()
+        for transport in transports:
+            transport.close()
+
+    def _new(self) -> httpx.BaseTransport:
+        transport = self._make(self._tls)
+        with self._lock:
+            if self._closed:
+                transport.close()
+                raise RuntimeError("the HTTP client is closed")
+            self._open.add(transport)
+        return transport
+
+    def _give_back(self, transport: httpx.BaseTransport) -> None:
+        if len(self._idle) < self._keep and not self._closed:
+            self._idle.append(transport)
+            return
+        with self._lock:
+            self._open.discard(transport)
+        transport.close()
+
+
+class _Lent(httpx.SyncByteStream):
+    """A response body that hands its connection back to the shelf once closed."""
+
+    def __init__(self, stream: httpx.SyncByteStream, done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
