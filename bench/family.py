@@ -37,8 +37,9 @@ from pathlib import Path
 from collector import db, migrate
 from collector.assembly import Collector
 from collector.calendars import windows
-from collector.client import DevinClient, make_http_client
+from collector.client import DevinClient
 from collector.config import ApiConfig, parse_config
+from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.daemon import Daemon
 from collector.sim import Simulator, TokenGrant

@@ -13,14 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
-from urllib.request import getproxies
 
 import httpx
 
-from collector import __version__
 from collector.api_errors import problem_detail, status_error
 from collector.config import Config
-from collector.connections import Connections
+from collector.connections import make_http_client
 from collector.credentials import ENTERPRISE, Credentials
 from collector.errors import (
     ApiError,
@@ -346,31 +344,6 @@ class DevinClient:
     def _note(self, target: Target, outcome: str) -> None:
         if self._on_attempt is not None:
             self._on_attempt(target.org_id, target.source.name, outcome)
-
-
-def make_http_client(
-    config: Config,
-    *,
-    concurrency: int | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> httpx.Client:
-    api = config.api
-    connections = concurrency or api.concurrency
-    timeout = httpx.Timeout(api.timeout, connect=api.connect_timeout)
-    if transport is None and not getproxies():
-        # a connection per worker instead of one pool they all lock (see `Connections`);
-        # httpx applies proxies from the environment only to a pool of its own making
-        transport = Connections(connections)
-    return httpx.Client(
-        base_url=api.base_url,
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections
-        ),
-        headers={"User-Agent": f"collector/{__version__}", "Accept": "application/json"},
-        follow_redirects=False,
-        transport=transport,
-    )
 
 
 def make_client(

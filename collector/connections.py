@@ -1,4 +1,5 @@
-"""A transport that lends each request a keep-alive connection of its own.
+"""The HTTP client the collector talks through, and the transport that lends each request a
+keep-alive connection of its own.
 
 httpx's default transport keeps one pool of connections for every thread: each request takes
 the pool's lock to queue itself, to be assigned a connection and to hand it back, and every
@@ -17,8 +18,12 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from urllib.request import getproxies
 
 import httpx
+
+from collector import __version__
+from collector.config import Config
 
 #: Makes the transport of one connection, given the TLS settings all of them share.
 TransportFactory = Callable[[ssl.SSLContext], httpx.BaseTransport]
@@ -104,3 +109,31 @@ class _Lent(httpx.SyncByteStream):
             done, self._done = self._done, None
             if done is not None:
                 done()
+
+
+def make_http_client(
+    config: Config,
+    *,
+    concurrency: int | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The httpx client `config`'s `[api]` describes: its base URL and timeouts, no
+    redirects, `concurrency` connections (a `Connections` shelf unless `transport` is given
+    or the environment names a proxy)."""
+    api = config.api
+    connections = concurrency or api.concurrency
+    timeout = httpx.Timeout(api.timeout, connect=api.connect_timeout)
+    if transport is None and not getproxies():
+        # a connection per worker instead of one pool they all lock (see `Connections`);
+        # httpx applies proxies from the environment only to a pool of its own making
+        transport = Connections(connections)
+    return httpx.Client(
+        base_url=api.base_url,
+        timeout=timeout,
+        limits=httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        ),
+        headers={"User-Agent": f"collector/{__version__}", "Accept": "application/json"},
+        follow_redirects=False,
+        transport=transport,
+    )

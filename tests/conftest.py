@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from collector import db, migrate
-from collector.client import DevinClient, make_http_client
+from collector.client import DevinClient
 from collector.config import Config, parse_config
+from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.logs import reset_logging
 from collector.sim import Simulator, TokenGrant

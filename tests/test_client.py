@@ -8,8 +8,9 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from collector.client import LIMITED_RETRIES, DevinClient, make_http_client
+from collector.client import LIMITED_RETRIES, DevinClient
 from collector.config import parse_config
+from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.errors import (
     AuthenticationError,

@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from collector.client import make_http_client
 from collector.config import parse_config
-from collector.connections import Connections, single_connection
+from collector.connections import Connections, make_http_client, single_connection
 from tests.helpers import config_data, wait_for
 
 

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from collector import backfill as bf
 from collector import db, migrate
 from collector.assembly import Collector
-from collector.client import DevinClient, make_http_client
+from collector.client import DevinClient
 from collector.collection import Policy, run_collection
 from collector.config import Config, parse_config
+from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.daemon import Daemon
 from collector.sim import Fault, Simulator, TokenGrant

@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 
 from collector import db, migrate
 from collector.assembly import Collector
-from collector.client import DevinClient, make_http_client
+from collector.client import DevinClient
 from collector.config import Config, parse_config
+from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.daemon import Daemon
 from collector.errors import ConfigError
@@ -334,6 +335,7 @@ def test_the_command_writes_the_page_without_the_api(
         raise AssertionError("the report opened an API client")
 
     monkeypatch.setattr("collector.client.DevinClient.__init__", no_client)
+    monkeypatch.setattr("collector.connections.make_http_client", no_client)
     monkeypatch.setattr("collector.client.make_http_client", no_client)
     monkeypatch.setattr("httpx.Client.send", no_client)
     config = _config_file(tmp_path / "c.toml", filled.url)
