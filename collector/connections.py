@@ -9,13 +9,15 @@ connections the request will never use. `Connections` instead keeps one single-c
 transport per concurrent request on a shelf: a request takes one off (a deque pop, atomic
 without a lock), and its response puts it back when it is closed. Each transport still does
 what httpx's pool does for its one connection (keep-alive expiry, reconnecting after the
-server closed it, timeouts), so behaviour is httpx's own; only the bookkeeping shrinks.
+server closed it, timeouts), and the shelf closes connections left idle past the same
+expiry, so behaviour is httpx's own; only the bookkeeping shrinks.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from urllib.request import getproxies
@@ -28,41 +30,61 @@ from collector.config import Config
 #: Makes the transport of one connection, given the TLS settings all of them share.
 TransportFactory = Callable[[ssl.SSLContext], httpx.BaseTransport]
 
+#: Seconds an idle connection is kept (httpx's default keep-alive expiry).
+KEEPALIVE = 5.0
+
 
 def single_connection(tls: ssl.SSLContext) -> httpx.BaseTransport:
     return httpx.HTTPTransport(
-        verify=tls, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        verify=tls,
+        limits=httpx.Limits(
+            max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE
+        ),
     )
 
 
 class Connections(httpx.BaseTransport):
-    """Up to `keep` idle connections, each lent whole to one request at a time.
+    """Connections lent whole to one request at a time, about `keep` of them kept idle.
 
-    The number of connections open at once is the number of requests in flight, which the
-    caller bounds (`DevinClient` holds at most `concurrency`); beyond `keep`, a connection
-    handed back is closed."""
+    Nothing here caps the requests in flight: the caller does (`DevinClient` sends at most
+    `concurrency` at once), and the connections open are those in flight plus the idle ones.
+    A connection handed back beyond `keep` is closed, and so is one left idle longer than
+    `KEEPALIVE` (the most recently used is lent first, so the others would otherwise sit
+    unused while the server drops them)."""
 
-    def __init__(self, keep: int, make: TransportFactory = single_connection) -> None:
+    def __init__(
+        self,
+        keep: int,
+        make: TransportFactory = single_connection,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keep = keep
         self._make = make
+        self._clock = clock
         # built once (loading the CA bundle costs tens of milliseconds), as httpx's own pool does
         self._tls = httpx.create_ssl_context()
-        self._idle: deque[httpx.BaseTransport] = deque()
+        #: idle transports, each with when it was handed back; the newest on the right
+        self._idle: deque[tuple[httpx.BaseTransport, float]] = deque()
         self._open: set[httpx.BaseTransport] = set()
         self._lock = threading.Lock()  # guards `_open` and `_closed`, not the hot path
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        idle = self._idle
         try:
-            transport = self._idle.pop()
+            transport = idle.pop()[0]
         except IndexError:
             transport = self._new()
+        if idle and idle[0][1] < self._clock() - KEEPALIVE:
+            self._expire()
         try:
             response = transport.handle_request(request)
+            if not isinstance(response.stream, httpx.SyncByteStream):
+                raise TypeError("Connections lends synchronous transports only")
         except BaseException:
             self._give_back(transport)  # its pool has already dropped a broken connection
             raise
-        assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _Lent(response.stream, lambda: self._give_back(transport))
         return response
 
@@ -85,8 +107,24 @@ class Connections(httpx.BaseTransport):
 
     def _give_back(self, transport: httpx.BaseTransport) -> None:
         if len(self._idle) < self._keep and not self._closed:
-            self._idle.append(transport)
+            self._idle.append((transport, self._clock()))
             return
+        self._discard(transport)
+
+    def _expire(self) -> None:
+        """Close the transports idle longer than `KEEPALIVE` (the oldest are on the left)."""
+        cutoff = self._clock() - KEEPALIVE
+        while True:
+            try:
+                transport, since = self._idle.popleft()
+            except IndexError:
+                return
+            if since >= cutoff:
+                self._idle.appendleft((transport, since))
+                return
+            self._discard(transport)
+
+    def _discard(self, transport: httpx.BaseTransport) -> None:
         with self._lock:
             self._open.discard(transport)
         transport.close()
@@ -123,7 +161,7 @@ def make_http_client(
     api = config.api
     connections = concurrency or api.concurrency
     timeout = httpx.Timeout(api.timeout, connect=api.connect_timeout)
-    if transport is None and not getproxies():
+    if transport is None and not proxied():
         # a connection per worker instead of one pool they all lock (see `Connections`);
         # httpx applies proxies from the environment only to a pool of its own making
         transport = Connections(connections)
@@ -137,3 +175,10 @@ def make_http_client(
         follow_redirects=False,
         transport=transport,
     )
+
+
+def proxied() -> bool:
+    """Whether the environment names a proxy for HTTP or HTTPS requests (`HTTPS_PROXY`,
+    `ALL_PROXY` and the like, as httpx reads them); `NO_PROXY` alone names none."""
+    found = getproxies()
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
