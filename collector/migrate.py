@@ -121,16 +121,19 @@ def plan_downgrade(engine: Engine, revision: str) -> DowngradePlan:
     """The migrations a downgrade of `engine`'s database to `revision` undoes, worked out
     the way Alembic works them out, without touching the database. `ConfigError` names a
     revision that does not exist or is not below the database's, with the known ones."""
+    from alembic.script.revision import RevisionError
     from alembic.util import CommandError
 
     current = current_revision(engine)
     scripts = _scripts()
     try:
-        # what `alembic downgrade` runs: the steps from `current` down to `revision`
-        steps = scripts._downgrade_revs(revision, current)
-    except CommandError as exc:
-        raise _revision_error(scripts, revision, "downgrade", current, exc) from None
-    return DowngradePlan(current, tuple(step.revision.revision for step in steps))
+        # the scripts `alembic downgrade` runs: from `current` down to `revision`
+        steps = list(scripts.iterate_revisions(current, revision, select_for_downgrade=True))
+    except (RevisionError, CommandError):
+        # Alembic's own words here name a script by its message; ours name the revisions
+        newer = f"{revision} is not below {current or 'an empty database'}"
+        raise _revision_error(scripts, revision, "downgrade", current, newer) from None
+    return DowngradePlan(current, tuple(script.revision for script in steps))
 
 
 def _run(engine: Engine, action: Any, revision: str, verb: str) -> None:
@@ -143,13 +146,13 @@ def _run(engine: Engine, action: Any, revision: str, verb: str) -> None:
             action(cfg, revision)
     except CommandError as exc:
         raise _revision_error(_scripts(), revision, verb, current_revision(engine),
-                              exc) from None
+                              str(exc)) from None
     except SQLAlchemyError as exc:
         raise StorageError(f"migration failed: {describe_error(exc)}") from None
 
 
 def _revision_error(
-    scripts: ScriptDirectory, revision: str, verb: str, current: str | None, exc: Exception
+    scripts: ScriptDirectory, revision: str, verb: str, current: str | None, reason: str
 ) -> ConfigError:
     """`ConfigError` for a migration target Alembic refused: unknown, or the wrong way."""
     from alembic.util import CommandError
@@ -165,7 +168,7 @@ def _revision_error(
             f"{listing}"
         )
     state = f"is at revision {current}" if current else "has no collector schema"
-    reason = " ".join(str(exc).split())
+    reason = " ".join(reason.split())
     fix = (f"a downgrade only goes back, to an older revision: `collector db upgrade "
            f"--revision {revision}` goes forward" if verb == "downgrade"
            else f"`collector db downgrade {revision}` goes back")
