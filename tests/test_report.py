@@ -23,7 +23,7 @@ from collector.connections import make_http_client
 from collector.credentials import Credentials
 from collector.daemon import Daemon
 from collector.errors import ConfigError
-from collector.report import build_report
+from collector.report import Selection, build_report, report_of
 from collector.sim import Simulator, SyntheticData, TokenGrant
 from collector.status import target_status
 from collector.store import Store
@@ -326,6 +326,25 @@ def _config_file(path: Path, db_url: str) -> Path:
         '[[orgs]]\nid = "org-alpha"\n[[orgs.segments]]\nname = "team"\n'
         'user_ids = ["user-1", "user-2"]\n[[orgs]]\nid = "org-beta"\n')
     return path
+
+
+def test_the_default_range_starts_where_the_data_does(filled: Filled) -> None:
+    """Sixteen days of data: without --since the page shows those days, not 74 empty ones
+    before them; --since 90d still shows 90; once there is more than 90 days of history, the
+    default is 90 days."""
+    store = Store(filled.engine)
+    now = filled.clock.now
+
+    def days(selection: Selection, at: float = now) -> tuple[date, date]:
+        found = report_of(filled.config, store, selection, at)
+        return found.first_day, found.last_day
+
+    assert days(Selection()) == (FIRST, LAST)
+    assert days(Selection(orgs=("org-beta",))) == (FIRST, LAST)
+    assert days(Selection("90d")) == (LAST - timedelta(days=89), LAST)
+    assert days(Selection(until="2026-11-10")) == (FIRST, date(2026, 11, 10))
+    later = LAST + timedelta(days=200)
+    assert days(Selection(), now + 200 * DAY) == (later - timedelta(days=89), later)
 
 
 def test_the_command_writes_the_page_without_the_api(

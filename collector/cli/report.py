@@ -28,16 +28,18 @@ DEFAULT_OUT, DEFAULT_HOST = "report.html", "127.0.0.1"
 @click.option("--host", default=None, metavar="ADDRESS",
               help=f"The address --serve listens on (default: {DEFAULT_HOST}). The page has no "
                    "authentication: listen elsewhere only behind a proxy that has.")
-@click.option("--since", default="90d", show_default=True,
-              help="First day: a duration back from the end of --until (90d), or a UTC date.")
+@click.option("--since", default=None, metavar="DURATION|DATE",
+              help="First day: a duration back from the end of --until (30d), or a UTC date "
+                   "(default: 90 days back, or the first day with data when that is later).")
 @click.option("--until", default=None, metavar="DATE",
               help="Last day shown, inclusive (UTC date; default: today).")
 @click.option("--org", "orgs", multiple=True, metavar="ID", help="Only this org (repeatable).")
 @click.option("--segment", "segments", multiple=True, metavar="NAME",
               help='Only this segment (repeatable; "all" is the whole org).')
 @pass_context
-def report(obj: Context, out: str | None, port: int | None, host: str | None, since: str,
-           until: str | None, orgs: tuple[str, ...], segments: tuple[str, ...]) -> None:
+def report(obj: Context, out: str | None, port: int | None, host: str | None,
+           since: str | None, until: str | None, orgs: tuple[str, ...],
+           segments: tuple[str, ...]) -> None:
     """Write one HTML page of sessions, ACUs, PRs, active users, searches and data quality,
     from the database alone.
 
@@ -46,10 +48,10 @@ def report(obj: Context, out: str | None, port: int | None, host: str | None, si
     chart's data is one click away as a table, and as CSV. No API request is made.
 
     With --serve, the same page is served over HTTP instead, read afresh from the database
-    on each load (a --since of 90d counts back from the day of the load).
+    on each load (a --since of 30d counts back from the day of the load).
     """
     started = time.perf_counter()
-    from collector.report import Selection, day_range
+    from collector.report import DEFAULT_SINCE, Selection, day_range
 
     if port is not None and out is not None:
         fail("--out and --serve exclude each other: write the page to a file, or serve it",
@@ -59,7 +61,8 @@ def report(obj: Context, out: str | None, port: int | None, host: str | None, si
     selection = Selection(since, until, orgs, segments)
     with errors_to_exit_codes():
         config = obj.config()
-        day_range(since, until, time.time())  # a bad --since or --until before the database
+        # a bad --since or --until before the database
+        day_range(since or DEFAULT_SINCE, until, time.time())
         if port is not None:
             _serve(config, selection, host or DEFAULT_HOST, port)
             return

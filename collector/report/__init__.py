@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Report", "Selection", "build_report", "day_range", "report_of"]
 
 TITLE = "Devin usage report"
+#: How far back a report reaches unless told (`--since`).
+DEFAULT_SINCE = "90d"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class Selection:
     """What a report shows, as the command line names it: `since` and `until` are resolved
     at each rendering (a duration such as ``90d`` counts back from that moment's today)."""
 
-    since: str = "90d"
+    #: None: `DEFAULT_SINCE`, or from the first day with data when that is later
+    since: str | None = None
     until: str | None = None
     orgs: tuple[str, ...] = ()
     segments: tuple[str, ...] = ()
@@ -130,7 +133,12 @@ def report_of(config: Config, store: Store, selection: Selection, now: float) ->
     from collector.status import target_status
     from collector.targets import targets_from_config
 
-    first, last = day_range(selection.since, selection.until, now)
+    first, last = day_range(selection.since or DEFAULT_SINCE, selection.until, now)
+    if selection.since is None:
+        # less history than that: the days with data fill the charts' width
+        found = Reader(store.engine).first_day(selection.orgs)
+        if found is not None and first < found <= last:
+            first = found
     targets = targets_from_config(config, org_ids=selection.orgs,
                                   orgs=known_orgs(config, store))
     statuses = target_status(store, targets, now=now, horizon=config.schedule.catchup_horizon)

@@ -104,6 +104,22 @@ class Reader:
         moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
         return moment.strftime("%Y-%m-%d %H:%M:%S") if self.sqlite else moment
 
+    def first_day(self, orgs: Sequence[str]) -> date | None:
+        """The first UTC day `devin_daily` has a row for, of `orgs` when given (None: no
+        data at all)."""
+        statement = text("SELECT MIN(day) FROM devin_daily"
+                         + (" WHERE org_id IN :orgs" if orgs else ""))
+        params: dict[str, Any] = {}
+        if orgs:
+            statement = statement.bindparams(bindparam("orgs", expanding=True))
+            params["orgs"] = list(orgs)
+        try:
+            with reading(self.engine) as conn:
+                found = conn.execute(statement, params).scalar()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the views: {describe_error(exc)}") from None
+        return None if found is None else as_date(found)
+
     def queries(self) -> dict[str, str]:
         """Each query by name; ``{orgs}`` stands for the org filter (empty without one).
         Bound: the range's days (d0, d1) and the end of the last (t1), and where the
