@@ -108,7 +108,7 @@ def number(value: float | None, decimals: int = 0) -> str:
 
 def change(value: float | None) -> str:
     if value is None:
-        return '<span class="muted">no change to compare</span>'
+        return '<span class="muted">nothing to compare with</span>'
     css = "up" if value > 0 else "down" if value < 0 else "muted"
     sign = "+" if value > 0 else "\u2212" if value < 0 else "\u00b1"
     return f'<span class="{css}">{sign}{abs(value):,.1f} %</span>'
