@@ -359,6 +359,19 @@ def test_downgrade_to_where_the_database_is_does_nothing(
     assert tables(db_url) == before
 
 
+def test_upgrade_to_a_revision_the_database_is_past_says_so(tmp_path: Path, db_url: str) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    assert invoke(["--config", str(config), "db", "upgrade", "--revision", "0006"]).exit_code == 0
+    before = tables(db_url)
+    result = invoke(["--config", str(config), "db", "upgrade", "--revision", "0004"])
+    assert result.exit_code == 0, result.output
+    assert result.output == ("database at revision 0006, already past 0004: nothing to upgrade "
+                             "(`collector db downgrade 0004` goes back)\n")
+    assert tables(db_url) == before
+    again = invoke(["--config", str(config), "db", "upgrade", "--revision", "0006"])
+    assert again.output == "database already at revision 0006\n"
+
+
 def test_downgrade_that_keeps_the_data_needs_no_yes(tmp_path: Path, db_url: str) -> None:
     """0007's downgrade only drops indexes and replaces views: nothing is lost, so nothing is
     asked; going back further (0006 drops tables) still needs --yes."""

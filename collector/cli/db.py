@@ -33,7 +33,11 @@ def db_upgrade(obj: Context, revision: str) -> None:
             after = dbmod.current_revision(engine)
         finally:
             engine.dispose()
-    if before == after:
+    if before == after and revision not in ("head", "heads", after):
+        # Alembic takes a revision the database is past as done
+        click.echo(f"database at revision {after}, already past {revision}: nothing to "
+                   f"upgrade (`collector db downgrade {revision}` goes back)")
+    elif before == after:
         click.echo(f"database already at revision {after}")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to {after}")
