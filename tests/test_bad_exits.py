@@ -370,6 +370,24 @@ def test_upgrade_to_a_revision_the_database_is_past_says_so(tmp_path: Path, db_u
     assert tables(db_url) == before
     again = invoke(["--config", str(config), "db", "upgrade", "--revision", "0006"])
     assert again.output == "database already at revision 0006\n"
+    # named the ways Alembic allows: at the head, none of these is behind the database
+    assert invoke(["--config", str(config), "db", "upgrade", "--revision", "0004@head"]
+                  ).output == f"database upgraded from 0006 to {db.SCHEMA_HEAD}\n"
+    for at in ("head", "heads", f"{db.SCHEMA_HEAD}@head", "0004@head"):
+        again = invoke(["--config", str(config), "db", "upgrade", "--revision", at])
+        assert again.output == f"database already at revision {db.SCHEMA_HEAD}\n", at
+
+
+def test_upgrade_of_an_empty_database_to_base_changes_nothing(tmp_path: Path,
+                                                              db_url: str) -> None:
+    config = config_file(tmp_path / "c.toml", REAL_API, db_url)
+    result = invoke(["--config", str(config), "db", "upgrade", "--revision", "base"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "database already at revision base\n"
+    for command in (["db", "upgrade", "--revision", " "], ["db", "downgrade", "", "--yes"]):
+        empty = invoke(["--config", str(config), *command])
+        assert empty.exit_code == 2, empty.output
+        assert "the revision is empty" in empty.output
 
 
 def test_downgrade_that_keeps_the_data_needs_no_yes(tmp_path: Path, db_url: str) -> None:

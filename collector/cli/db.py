@@ -28,17 +28,19 @@ def db_upgrade(obj: Context, revision: str) -> None:
         engine = open_engine(obj.config())
         try:
             dbmod.require_writable(engine)
+            _require_revision(revision)
             before = dbmod.current_revision(engine)
             migrate.upgrade(engine, revision)
             after = dbmod.current_revision(engine)
+            # Alembic takes a revision the database is past as done: what going back undoes
+            past = before == after and bool(migrate.plan_downgrade(engine, revision).undone)
         finally:
             engine.dispose()
-    if before == after and revision not in ("head", "heads", after):
-        # Alembic takes a revision the database is past as done
+    if past:
         click.echo(f"database at revision {after}, already past {revision}: nothing to "
                    f"upgrade (`collector db downgrade {revision}` goes back)")
     elif before == after:
-        click.echo(f"database already at revision {after}")
+        click.echo(f"database already at revision {after or 'base'}")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to {after}")
 
@@ -60,6 +62,7 @@ def db_downgrade(obj: Context, revision: str, yes: bool) -> None:
         engine = open_engine(obj.config())
         try:
             dbmod.require_writable(engine)
+            _require_revision(revision)
             plan = migrate.plan_downgrade(engine, revision)
             current = plan.current
             if not plan.undone:
@@ -109,3 +112,8 @@ def db_current(obj: Context) -> None:
     if current != head:
         sys.exit(EXIT_PARTIAL)
 
+
+def _require_revision(revision: str) -> None:
+    if not revision.strip():
+        raise ConfigError("the revision is empty: name one (0007, head, base); "
+                          "`collector db current` shows where the database is")

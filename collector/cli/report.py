@@ -30,7 +30,8 @@ DEFAULT_OUT, DEFAULT_HOST = "report.html", "127.0.0.1"
                    "authentication: listen elsewhere only behind a proxy that has.")
 @click.option("--since", default=None, metavar="DURATION|DATE",
               help="First day: a duration back from the end of --until (30d), or a UTC date "
-                   "(default: 90 days back, or the first day with data when that is later).")
+                   "(default: 90 days back, or the first day with data when that is later and "
+                   "not after --until).")
 @click.option("--until", default=None, metavar="DATE",
               help="Last day shown, inclusive (UTC date; default: today).")
 @click.option("--org", "orgs", multiple=True, metavar="ID", help="Only this org (repeatable).")

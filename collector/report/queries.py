@@ -105,10 +105,13 @@ class Reader:
         return moment.strftime("%Y-%m-%d %H:%M:%S") if self.sqlite else moment
 
     def first_day(self, orgs: Sequence[str]) -> date | None:
-        """The first UTC day `devin_daily` has a row for, of `orgs` when given (None: no
-        data at all)."""
-        statement = text("SELECT MIN(day) FROM devin_daily"
-                         + (" WHERE org_id IN :orgs" if orgs else ""))
+        """The first UTC day `devin_daily` has a row for, or billing day
+        `acu_consumption_daily` has (a day's first billing day starts the day before), of
+        `orgs` when given; None: no data at all."""
+        where = " WHERE org_id IN :orgs" if orgs else ""
+        statement = text(f"SELECT MIN(first) FROM (SELECT MIN(day) AS first FROM devin_daily"
+                         f"{where} UNION ALL SELECT MIN(billing_date) FROM "
+                         f"acu_consumption_daily{where}) AS firsts")
         params: dict[str, Any] = {}
         if orgs:
             statement = statement.bindparams(bindparam("orgs", expanding=True))
