@@ -29,18 +29,6 @@ def iso(ts: int | None) -> str | None:
     return None if ts is None else to_datetime(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def ago(seconds: int) -> str:
-    """A duration for people, to the two largest units: ``0s``, ``42s``, ``5m 3s``,
-    ``2h 10m``, ``3d 4h``."""
-    parts: list[str] = []
-    rest = max(0, seconds)
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if rest >= size or (unit == "s" and not parts):
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return " ".join(parts[:2])
-
-
 @dataclass
 class FailingWindow:
     window_start: int

@@ -45,6 +45,18 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def for_people(seconds: int) -> str:
+    """A duration for people, to its two largest units: ``0s``, ``42s``, ``5m 3s``,
+    ``2h 10m``, ``3d 4h`` (not exact: for status, progress and estimates)."""
+    parts: list[str] = []
+    rest = max(0, seconds)
+    for unit, size in (("d", DAY), ("h", 3_600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts[:2])
+
+
 def parse_window_size(text: str) -> int:
     """Parse a window size; it must be one of `WINDOW_SIZES` (a divisor of a day)."""
     seconds = parse_duration(text)

@@ -161,7 +161,7 @@ def test_dry_run_uses_the_rate_learned_for_one_token_held_in_two_variables(
         main, ["--config", str(config), "backfill", "--since", SINCE, "--until", "2026-10-02",
                "--dry-run"], env={**ENV, "BETA": TOKEN}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "72 to fetch in 72 request(s), about 72s at 1 request(s)/s per token" in (
+    assert "72 to fetch in 72 request(s), about 1m 12s at 1 request(s)/s per token" in (
         result.output)
     assert "learned by the last run" in result.output
 

@@ -11,6 +11,7 @@ from collector.windows import (
     Window,
     count_windows,
     due_now,
+    for_people,
     format_duration,
     parse_duration,
     parse_window_size,
@@ -82,3 +83,12 @@ def test_planner_repolls_at_ages_then_settles() -> None:
     assert after_success(w, w.end + 30 * DAY, ages) == (None, True)  # first seen late
     assert after_success(w, T0 + 100, []) == (w.end, False)
     assert after_success(w, w.end, []) == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (-5, "0s"), (42, "42s"), (60, "1m"), (72, "1m 12s"), (3_725, "1h 2m"),
+     (626_171, "7d 5h"), (86_400, "1d")],
+)
+def test_a_duration_for_people_keeps_its_two_largest_units(seconds: int, text: str) -> None:
+    assert for_people(seconds) == text

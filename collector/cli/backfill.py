@@ -23,7 +23,7 @@ from collector.cli.support import (
 )
 from collector.client import AUTO_START
 from collector.errors import ConfigError, StorageError
-from collector.windows import DAY, format_duration
+from collector.windows import DAY, for_people
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -77,7 +77,7 @@ class Reporter:
         eta = (self.total - done) / rate if rate else float("inf")
         log.info(
             "backfill: %d/%d windows (%.1f/s, ETA %s)", done, self.total, rate,
-            "?" if eta == float("inf") else format_duration(max(1, int(eta))),
+            "?" if eta == float("inf") else for_people(max(1, int(eta))),
             extra={"done": done, "total": self.total, "rate": round(rate, 1)},
         )
 
@@ -189,7 +189,7 @@ def backfill(
                 f"{len(targets)} target(s): {est.windows} windows; "
                 f"{est.windows - est.todo} already done; {est.todo} to fetch in "
                 f"{est.requests} request(s), about "
-                f"{format_duration(int(est.seconds)) if est.seconds else '0s'} at "
+                f"{for_people(int(est.seconds))} at "
                 f"{speed} request(s)/s per token ({how})"
             )
             sys.exit(EXIT_OK)

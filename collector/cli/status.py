@@ -18,7 +18,7 @@ from collector.cli.support import (
     when,
 )
 from collector.errors import ConfigError
-from collector.windows import format_duration, parse_duration
+from collector.windows import for_people, format_duration, parse_duration
 
 if TYPE_CHECKING:
     from collector.status import TargetStatus
@@ -44,7 +44,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     them. --json prints timestamps as ISO 8601 UTC and staleness in whole seconds.
     """
     from collector.assembly import known_orgs, open_store
-    from collector.status import ago, iso, target_status
+    from collector.status import iso, target_status
     from collector.targets import targets_from_config
     from collector.windows import to_timestamp
 
@@ -72,7 +72,7 @@ def status(obj: Context, as_json: bool, max_age: str | None) -> None:
     else:
         for r in rows:
             newest = when(r.newest_window)
-            age = "never" if r.staleness is None else f"{ago(r.staleness)} ago"
+            age = "never" if r.staleness is None else f"{for_people(r.staleness)} ago"
             if r.stale:
                 age += f" (max age {format_duration(int(r.max_age))})"
             click.echo(
