@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, not_, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, func, not_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -211,24 +211,54 @@ class Store(SettingsStore):
     ) -> set[int]:
         """The starts in ``[start, end)`` that `claim` would not take now (done, not yet due
         again, or claimed by someone else): what a dry run counts as skipped."""
+        return self._starts(target, start, end, not_(self._takeable(now, cutoff, interval, force)))
+
+    def count_not_due(
+        self,
+        target: Target,
+        start: int,
+        end: int,
+        *,
+        now: float,
+        cutoff: float,
+        interval: int,
+        force: bool = False,
+    ) -> int:
+        """How many of `not_due_starts` there are, without reading them."""
+        return self._count(target, start, end, not_(self._takeable(now, cutoff, interval, force)))
+
+    @staticmethod
+    def _takeable(now: float, cutoff: float, interval: int, force: bool) -> ColumnElement[bool]:
         takeable = free_clause(now)
         if not force:
             takeable = and_(due_clause(now=now, cutoff=cutoff, interval=interval), takeable)
-        return self._starts(target, start, end, not_(takeable))
+        return takeable
 
     def _starts(
         self, target: Target, start: int, end: int, *where: ColumnElement[bool]
     ) -> set[int]:
         c = LEDGER.c
-        stmt = select(c.window_start).where(
-            *of(target), c.window_start >= to_datetime(start), c.window_start < to_datetime(end),
-            *where,
-        )
+        stmt = select(c.window_start).where(*self._within(target, start, end), *where)
         try:
             with reading(self.engine) as conn:
                 return {to_timestamp(row[0]) for row in conn.execute(stmt)}
         except SQLAlchemyError as exc:
             raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+
+    def _count(self, target: Target, start: int, end: int, *where: ColumnElement[bool]) -> int:
+        stmt = select(func.count()).select_from(LEDGER).where(
+            *self._within(target, start, end), *where)
+        try:
+            with reading(self.engine) as conn:
+                return int(conn.execute(stmt).scalar_one())
+        except SQLAlchemyError as exc:
+            raise StorageError(f"could not read the ledger: {describe_error(exc)}") from None
+
+    @staticmethod
+    def _within(target: Target, start: int, end: int) -> list[ColumnElement[bool]]:
+        c = LEDGER.c
+        return [*of(target), c.window_start >= to_datetime(start),
+                c.window_start < to_datetime(end)]
 
     def status_rows(
         self, groups: Sequence[tuple[Sequence[str], int, int]], *, failing_limit: int

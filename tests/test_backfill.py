@@ -27,9 +27,10 @@ from collector import backfill as bf
 from collector.calendars import DAYS, windows
 from collector.cli import main
 from collector.cli.backfill import Reporter
-from collector.sim import Simulator, TokenGrant
+from collector.config import load_config
+from collector.sim import Fault, Simulator, TokenGrant
 from collector.store import Store
-from collector.targets import Target, Timing
+from collector.targets import Target, Timing, targets_from_config
 from collector.windows import DAY, windows_between
 from tests.helpers import TOKEN, clean_env, invoke, run_on_terminal, sqlite_tables, ts
 
@@ -164,6 +165,47 @@ def test_dry_run_uses_the_rate_learned_for_one_token_held_in_two_variables(
     assert "72 to fetch in 72 request(s), about 1m 12s at 1 request(s)/s per token" in (
         result.output)
     assert "learned by the last run" in result.output
+
+
+def test_the_dry_run_counts_what_the_plan_would_fetch(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    """The estimate counts a windowed source's due windows in the ledger and walks only the
+    buckets of the others: the same requests and windows as walking the whole plan, with
+    windows done, failed, settled and held by another process in the range."""
+    db_url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = migrated(tmp_path, live_sim, db_url)
+    config.write_text(config.read_text().replace(
+        'enabled = ["sessions"]',
+        'enabled = ["sessions", "prs", "searches", "active_users", "consumption"]'))
+    assert cli(config, "backfill", "--since", SINCE, "--until", "2026-10-02").exit_code == 0
+    live_sim.inject(Fault("status", status=403, count=-1, org_id="org-beta", endpoint="prs"))
+    assert cli(config, "backfill", "--since", "2026-10-02", "--until", "2026-10-03T06:00:00Z",
+               ).exit_code == 1
+    engine = create_engine(db_url)
+    store = Store(engine)
+    loaded = load_config(config, ENV)
+    targets = targets_from_config(loaded)
+    now = time.time()
+    alpha = next(t for t in targets if t.org_id == "org-alpha" and t.source.name == "sessions"
+                 and t.segment == "all")
+    held = list(windows_between(OCT1 + 2 * DAY + 6 * 3600, OCT1 + 2 * DAY + 12 * 3600, 3600))
+    assert store.claim(alpha, held, owner="elsewhere", now=now, cutoff=now, lease=3600,
+                       interval=alpha.timing.interval) == {w.start for w in held}
+    span = bf.Range(OCT1 - DAY, OCT1 + 4 * DAY, now=now)
+    try:
+        for force in (False, True):
+            found = bf.estimate(store, targets, span, now=now, force=force, tokens={}, rates={})
+            walked = list(bf.plan(store, targets, span, clock=lambda: now, claims=None,
+                                  force=force))
+            assert found.requests == len(walked), force
+            assert found.todo == sum(t.calendar.count(w.start, w.end) for t, w in walked)
+            assert 0 < found.todo < found.windows
+            # both ways of counting are in it: windows counted, buckets walked
+            assert any(not t.source.bucketed for t, _ in walked)
+            assert any(t.source.bucketed for t, _ in walked)
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize(
