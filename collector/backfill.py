@@ -284,16 +284,19 @@ def estimate(
         key = tokens.get(target.org_id, "")
         per_token[key] = per_token.get(key, 0) + calls
 
-    # a source of fixed windows makes a request per window still due: counted in the ledger
-    # (the plan's own skip rule), not walked (eleven years of 5-minute windows is a million)
-    bucketed = [target for target in targets if target.source.bucketed]
+    bucketed: list[Target] = []
     for target in targets:
-        if not target.source.bucketed:
-            first, last = span.bounds(target.calendar)
-            due = target.calendar.count(first, last) - store.count_not_due(
-                target, first, last, now=now, cutoff=now, interval=target.timing.interval,
-                force=force)
-            add(target, due, due)
+        if target.source.bucketed:
+            bucketed.append(target)
+            continue
+        # a source of fixed windows makes a request per window still due: counted in the
+        # ledger (the plan's own skip rule), not walked (eleven years of 5-minute windows
+        # is a million)
+        first, last = span.bounds(target.calendar)
+        due = target.calendar.count(first, last) - store.count_not_due(
+            target, first, last, now=now, cutoff=now, interval=target.timing.interval,
+            force=force)
+        add(target, due, due)
     # buckets merge into requests (`chunks`) around the ones done: walked
     for target, window in plan(store, bucketed, span, clock=lambda: now, claims=None,
                                force=force):

@@ -164,8 +164,7 @@ class Store(SettingsStore):
         c = LEDGER.c
         expires = to_datetime(int(now + lease))
         free = free_clause(now)
-        condition = free if force else and_(
-            due_clause(now=now, cutoff=cutoff, interval=interval), free)
+        condition = self._takeable(now, cutoff, interval, force)
         mine = (*of(target), _among(windows))
         try:
             with self._transaction() as conn:

@@ -52,7 +52,7 @@ def report(obj: Context, out: str | None, port: int | None, host: str | None,
     on each load (a --since of 30d counts back from the day of the load).
     """
     started = time.perf_counter()
-    from collector.report import DEFAULT_SINCE, Selection, day_range
+    from collector.report import Selection, day_range
 
     if port is not None and out is not None:
         fail("--out and --serve exclude each other: write the page to a file, or serve it",
@@ -62,8 +62,7 @@ def report(obj: Context, out: str | None, port: int | None, host: str | None,
     selection = Selection(since, until, orgs, segments)
     with errors_to_exit_codes():
         config = obj.config()
-        # a bad --since or --until before the database
-        day_range(since or DEFAULT_SINCE, until, time.time())
+        day_range(since, until, time.time())  # a bad --since or --until before the database
         if port is not None:
             _serve(config, selection, host or DEFAULT_HOST, port)
             return

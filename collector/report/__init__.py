@@ -133,7 +133,7 @@ def report_of(config: Config, store: Store, selection: Selection, now: float) ->
     from collector.status import target_status
     from collector.targets import targets_from_config
 
-    first, last = day_range(selection.since or DEFAULT_SINCE, selection.until, now)
+    first, last = day_range(selection.since, selection.until, now)
     if selection.since is None:
         # less history than that: the days with data fill the charts' width
         found = Reader(store.engine).first_day(selection.orgs)
@@ -146,14 +146,15 @@ def report_of(config: Config, store: Store, selection: Selection, now: float) ->
                         orgs=selection.orgs, segments=selection.segments, statuses=statuses)
 
 
-def day_range(since: str, until: str | None, now: float) -> tuple[date, date]:
+def day_range(since: str | None, until: str | None, now: float) -> tuple[date, date]:
     """The first and last UTC day of `--since` (a duration back from the end of `--until`,
-    like ``90d``, or a date) and `--until` (a date, inclusive; default today). A day before
-    the earliest date the collector accepts (`EARLIEST`), or one past the calendar's last,
-    raises `ConfigError` as a malformed one does."""
+    like ``90d``, or a date; default `DEFAULT_SINCE`) and `--until` (a date, inclusive;
+    default today). A day before the earliest date the collector accepts (`EARLIEST`), or
+    one past the calendar's last, raises `ConfigError` as a malformed one does."""
     from collector.backfill import EARLIEST, not_too_early, parse_when, read_when
     from collector.windows import parse_duration
 
+    since = since or DEFAULT_SINCE
     today = datetime.fromtimestamp(now, UTC).date()
     try:
         last = today if until is None else _day(parse_when(until))
